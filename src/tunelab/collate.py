@@ -21,16 +21,16 @@ logger = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
-def effective_max_length(tokenizer, config, requested: int) -> int:
-    """Clamp the requested length to what the model and tokenizer can take."""
-    limits = [requested]
+def effective_max_length(tokenizer, config, requested: int | None) -> int:
+    """Clamp the requested length to what the model and tokenizer can take (None: their limit)."""
+    limits = [requested or 1_000_000]
     positions = getattr(config, "max_position_embeddings", None)
     if positions:
         limits.append(int(positions))
     if getattr(tokenizer, "model_max_length", None) and tokenizer.model_max_length < 1_000_000:
         limits.append(int(tokenizer.model_max_length))
     length = min(limits)
-    if length < requested:
+    if requested and length < requested:
         logger.warning("--max-length %d is more than the model takes; using %d", requested, length)
     return length
 

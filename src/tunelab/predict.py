@@ -32,7 +32,7 @@ class Prediction:
 class Predictor:
     """A loaded checkpoint: its model, tokenizer and label names."""
 
-    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 64):
+    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = effective_max_length(tokenizer, model.config, max_length)

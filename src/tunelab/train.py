@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -223,7 +224,8 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
         log({"step": step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         if accelerator.is_main_process:
-            progress.write(f"step {step} (epoch {epoch:.2f}): {shown}")
+            message = f"step {step} (epoch {epoch:.2f}): {shown}"
+            progress.write(message, file=sys.stderr) if not progress.disable else logger.info(message)
         if is_better(metric, metrics[metric], best_value):
             best_value, best_metrics, best_step, evals_since_best = metrics[metric], metrics, step, 0
             accelerator.wait_for_everyone()

@@ -1,0 +1,111 @@
+"""Shared fixtures: tiny random models saved with save_pretrained, small data files."""
+
+from __future__ import annotations
+
+import os
+import random
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # a hub id would otherwise hang before failing
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # a tiny model's step is 20-90x slower on two threads
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "fun"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "weak"]
+FILLER = ["the", "movie", "was", "a", "plot", "and", "very", "film", "really", "story"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
+    """Synthetic sentiment: the label is which word list the sentence draws from."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = rng.sample(FILLER, rng.randint(2, 6)) + rng.sample(POSITIVE if i % 2 == 0 else NEGATIVE, 2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def pair_rows(n: int, seed: int = 0) -> list[dict]:
+    """Synthetic paraphrase pairs: label 1 when both sentences share the sentiment word list."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a = rng.choice([POSITIVE, NEGATIVE])
+        same = i % 2 == 0
+        b = a if same else (NEGATIVE if a is POSITIVE else POSITIVE)
+        rows.append({
+            "sentence1": " ".join(rng.sample(FILLER, 3) + rng.sample(a, 2)),
+            "sentence2": " ".join(rng.sample(FILLER, 3) + rng.sample(b, 2)),
+            "label": int(same),
+        })
+    return rows
+
+
+def build_tiny_bert(path, num_labels: int | None = None):
+    """A 2-layer BERT with hidden size 32 and a word-level vocab, saved like any checkpoint."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIAL + POSITIVE + NEGATIVE + FILLER)}
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    tokenizer.model_max_length = 64
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=64)
+    torch.manual_seed(0)
+    if num_labels is None:
+        model = BertModel(config)
+    else:
+        config.num_labels = num_labels
+        model = BertForSequenceClassification(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path):
+    path = tmp_path / "sentiment.csv"
+    pd.DataFrame(sentiment_rows(120)).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def pairs_tsv(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    frame = pd.DataFrame(pair_rows(120))
+    lines = ["sentence1\tsentence2\tlabel"] + [f"{r.sentence1}\t{r.sentence2}\t{r.label}" for r in frame.itertuples()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_bert):
+    """One short training run shared by the prediction and evaluation tests."""
+    from tunelab.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("trained")
+    data = folder / "train.csv"
+    pd.DataFrame(sentiment_rows(320, seed=1)).to_csv(data, index=False)
+    config = TrainConfig(data=str(data), model=tiny_bert, output=str(folder / "run"), epochs=4,
+                         batch_size=16, learning_rate=3e-3, progress=False, logging_steps=5, warmup_ratio=0.0)
+    return train(config)
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the tunelab CLI in-process; return (exit code, stdout, stderr)."""
+    from tunelab.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

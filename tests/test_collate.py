@@ -1,0 +1,52 @@
+"""Tokenization and batching: dynamic padding, length grouping, length clamping."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from tunelab.collate import Collator, LengthGroupedBatches, effective_max_length, encode, make_loader
+from tunelab.modeling import load_tokenizer
+
+
+def test_dynamic_padding_pads_each_batch_to_its_longest(tiny_bert):
+    tokenizer = load_tokenizer(tiny_bert)
+    texts = ["good", "good movie", "the movie was really very good and fun", "bad"]
+    encoded = encode(tokenizer, texts, None, 64, labels=[1, 1, 1, 0])
+    assert "token_type_ids" in encoded.features
+    loader = make_loader(encoded, 2, Collator(tokenizer.pad_token_id), shuffle=False)
+    widths = [batch["input_ids"].shape[1] for batch in loader]
+    assert widths == [10, 3]  # longest first: [CLS] 8 words [SEP] with "good movie"; then "good", "bad"
+    for batch in loader:
+        assert (batch["attention_mask"].sum(1) <= batch["input_ids"].shape[1]).all()
+
+
+def test_pairs_get_segment_ids_and_truncation(tiny_bert):
+    tokenizer = load_tokenizer(tiny_bert)
+    encoded = encode(tokenizer, ["good movie " * 20], ["bad plot"], 16)
+    assert len(encoded.features["input_ids"][0]) == 16
+    assert encoded.features["token_type_ids"][0][-1] == 1
+
+
+def test_max_length_is_clamped_to_the_model(tiny_bert):
+    from transformers import AutoConfig
+
+    tokenizer = load_tokenizer(tiny_bert)
+    assert effective_max_length(tokenizer, AutoConfig.from_pretrained(tiny_bert), 4096) == 64
+    assert effective_max_length(tokenizer, AutoConfig.from_pretrained(tiny_bert), 32) == 32
+
+
+def test_length_grouped_batches_cover_every_row_once_and_reshuffle():
+    lengths = [(i * 37) % 101 + 1 for i in range(1000)]
+    sampler = LengthGroupedBatches(lengths, batch_size=8, seed=1, group=10)
+    first = sampler.batches(0)
+    assert Counter(i for b in first for i in b) == Counter(range(1000))
+    assert first != sampler.batches(1) and first == sampler.batches(0)
+    # Within a batch, lengths are close: far less spread than random batches.
+    def spread(batches):
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+
+    shuffled = list(range(1000))
+    random.Random(0).shuffle(shuffled)
+    random_batches = [shuffled[i : i + 8] for i in range(0, 1000, 8)]
+    assert spread(first) < spread(random_batches) / 5

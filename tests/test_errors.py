@@ -1,0 +1,139 @@
+"""Bad input: one line naming the problem and the fix, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli, sentiment_rows
+
+
+def fails_with(args, capsys, expected: str) -> str:
+    code, out, err = run_cli(args, capsys)
+    assert code == 1
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert expected in lines[0], lines[0]
+    return lines[0]
+
+
+def train_args(data, tiny_bert, tmp_path, *extra):
+    return ["train", "--data", data, "--model", tiny_bert, "--output", tmp_path / "run", "--no-progress", *extra]
+
+
+def test_missing_file(tiny_bert, tmp_path, capsys):
+    line = fails_with(train_args(tmp_path / "nope.csv", tiny_bert, tmp_path), capsys,
+                      f"error: file not found: {tmp_path / 'nope.csv'}; check the path")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_extension(tiny_bert, tmp_path, capsys):
+    path = tmp_path / "data.xlsx"
+    path.write_bytes(b"PK")
+    fails_with(train_args(path, tiny_bert, tmp_path), capsys,
+               f"error: unknown file extension '.xlsx' for {path}; use .csv, .tsv, .json, .jsonl, .parquet")
+
+
+def test_empty_file(tiny_bert, tmp_path, capsys):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    fails_with(train_args(path, tiny_bert, tmp_path), capsys,
+               f"error: {path} is empty; it needs a header line and at least one row")
+
+
+def test_header_only_file(tiny_bert, tmp_path, capsys):
+    path = tmp_path / "header.csv"
+    path.write_text("text,label\n")
+    fails_with(train_args(path, tiny_bert, tmp_path), capsys, f"error: {path} has a header but no rows; add data rows")
+
+
+def test_misspelled_column_lists_columns_found(tiny_bert, tmp_path, capsys, sentiment_csv):
+    fails_with(train_args(sentiment_csv, tiny_bert, tmp_path, "--text-column", "txt"), capsys,
+               f"error: --text-column 'txt' not found in {sentiment_csv} (train) (did you mean 'text'?); "
+               "columns found: text, label")
+
+
+def test_missing_label_column(tiny_bert, tmp_path, capsys):
+    path = tmp_path / "nolabel.csv"
+    pd.DataFrame({"review": ["a", "b"], "stars": [1, 2]}).to_csv(path, index=False)
+    fails_with(train_args(path, tiny_bert, tmp_path, "--text-column", "review"), capsys,
+               "--label-column 'label' not found in")
+    fails_with(train_args(path, tiny_bert, tmp_path, "--text-column", "review"), capsys,
+               "columns found: review, stars")
+
+
+def test_only_one_label(tiny_bert, tmp_path, capsys):
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"text": ["a b", "c d", "e f"], "label": ["pos", "pos", "pos"]}).to_csv(path, index=False)
+    fails_with(train_args(path, tiny_bert, tmp_path), capsys,
+               "error: only one label found in column 'label' ('pos', 3 rows); classification needs at least two")
+
+
+def test_all_texts_empty(tiny_bert, tmp_path, capsys):
+    path = tmp_path / "blank.csv"
+    pd.DataFrame({"text": ["", " ", None], "label": ["a", "b", "a"]}).to_csv(path, index=False)
+    fails_with(train_args(path, tiny_bert, tmp_path), capsys,
+               "(train): all 3 rows have an empty or null text or label; check the column options")
+
+
+def test_some_texts_empty_are_dropped_with_a_count(tiny_bert, tmp_path, capsys, caplog):
+    path = tmp_path / "gaps.csv"
+    rows = sentiment_rows(40)
+    rows[0]["text"] = ""
+    rows[5]["text"] = None
+    pd.DataFrame(rows).to_csv(path, index=False)
+    with caplog.at_level("WARNING"):
+        code, out, err = run_cli(train_args(path, tiny_bert, tmp_path, "--epochs", "1"), capsys)
+    assert code == 0, err
+    assert "dropped 2 of 40 rows with an empty or null text (2) or label (0), data rows 0, 5" in caplog.text
+
+
+def test_validation_label_never_seen_in_training(tiny_bert, tmp_path, capsys, sentiment_csv):
+    dev = tmp_path / "dev.csv"
+    pd.DataFrame({"text": ["good", "meh", "meh"], "label": ["positive", "neutral", "neutral"]}).to_csv(dev, index=False)
+    fails_with(train_args(sentiment_csv, tiny_bert, tmp_path, "--validation", dev), capsys,
+               "error: validation label 'neutral' (2 rows) never appears in the training data; "
+               "remove those rows from the validation data or add training examples with that label")
+
+
+def test_bytes_that_are_not_utf8(tiny_bert, tmp_path, capsys):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text,label\ngood film,pos\ncaf\xe9 noir,neg\n".encode("latin-1"))
+    fails_with(train_args(path, tiny_bert, tmp_path), capsys,
+               f"error: {path} is not UTF-8 text: byte 0xe9 at offset 28 (line 3); re-save it as UTF-8")
+
+
+def test_checkpoint_folder_without_a_model(tmp_path, capsys):
+    folder = tmp_path / "empty-ckpt"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hi")
+    fails_with(["predict", folder, "hello"], capsys,
+               f"error: {folder} holds no model (expected config.json and model.safetensors, found: notes.txt); "
+               "pass a folder written by save_pretrained")
+    fails_with(["evaluate", tmp_path / "missing", "x.csv"], capsys,
+               f"error: checkpoint folder not found: {tmp_path / 'missing'}")
+
+
+def test_existing_run_folder_is_not_overwritten(tiny_bert, tmp_path, capsys, sentiment_csv):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    fails_with(train_args(sentiment_csv, tiny_bert, tmp_path), capsys,
+               f"error: run folder {run} already exists and is not empty; pass --overwrite to replace it")
+    assert (run / "precious.txt").read_text() == "keep me"
+
+
+def test_bad_options_are_reported_together(tiny_bert, tmp_path, capsys, sentiment_csv):
+    line = fails_with(train_args(sentiment_csv, tiny_bert, tmp_path, "--epochs", "0", "--learning-rate", "-1",
+                                 "--metric", "bleu"), capsys, "--epochs must be at least 1, got 0")
+    assert "--learning-rate must be positive" in line and "--metric must be one of" in line
+
+
+def test_predict_empty_text(trained_run, capsys):
+    fails_with(["predict", trained_run.best_dir, "fine", " "], capsys, "error: input 2 is empty; give non-empty texts")
+
+
+def test_unknown_model_folder(tmp_path, capsys, sentiment_csv):
+    fails_with(train_args(sentiment_csv, str(tmp_path / "models" / "nope"), tmp_path), capsys,
+               "error: model folder not found:")

@@ -1,0 +1,113 @@
+"""Prediction, evaluation and the checkpoint's life outside tunelab."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+import tunelab
+from conftest import run_cli, sentiment_rows
+
+
+def test_save_and_load_give_equal_logits(trained_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    texts = ["good fun movie", "the plot was dull and weak and boring", "fine"]
+    ours = tunelab.load(trained_run.best_dir).logits(texts)
+    model = AutoModelForSequenceClassification.from_pretrained(trained_run.best_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(trained_run.best_dir)
+    with torch.no_grad():
+        for text, row in zip(texts, ours):
+            direct = model(**tokenizer(text, return_tensors="pt")).logits[0].numpy()
+            np.testing.assert_allclose(row, direct, atol=1e-5)
+
+
+def test_predict_returns_label_names_in_input_order(trained_run):
+    predictor = tunelab.load(trained_run.run_dir)  # the run folder means its best/
+    texts = ["the movie was really great and superb", "awful", "dull weak film", "lovely fun"]
+    predictions = predictor.predict(texts)
+    assert [p.label for p in predictions] == ["positive", "negative", "negative", "positive"]
+    for p in predictions:
+        assert abs(sum(p.probabilities.values()) - 1) < 1e-5 and p.score == max(p.probabilities.values())
+
+
+def test_transformers_pipeline_loads_the_checkpoint_without_tunelab(trained_run):
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=str(trained_run.best_dir))
+    result = classifier(["great superb fun", "awful dull weak"])
+    assert [r["label"] for r in result] == ["positive", "negative"]
+    every = classifier("great superb fun", top_k=None)
+    assert {r["label"] for r in every} == {"positive", "negative"}
+
+
+def test_predict_cli_formats(trained_run, capsys):
+    code, out, _ = run_cli(["predict", trained_run.best_dir, "great fun", "awful dull"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["label", "score", "text"]
+    assert lines[1].startswith("positive") and lines[1].endswith("great fun")
+    assert lines[2].startswith("negative")
+
+    code, out, _ = run_cli(["predict", trained_run.best_dir, "great fun", "--format", "jsonl"], capsys)
+    row = json.loads(out)
+    assert row["label"] == "positive" and set(row["probabilities"]) == {"negative", "positive"}
+
+    code, out, _ = run_cli(["predict", trained_run.best_dir, "great fun", "-f", "csv"], capsys)
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame.columns) == ["text", "label", "score", "p_negative", "p_positive"]
+
+
+def test_predict_from_file_and_stdin(trained_run, tmp_path, capsys, monkeypatch):
+    lines = tmp_path / "in.txt"
+    lines.write_text("great fun\n\nawful dull\n", encoding="utf-8")
+    code, out, _ = run_cli(["predict", trained_run.best_dir, "--input", lines, "-f", "jsonl"], capsys)
+    assert [json.loads(x)["label"] for x in out.splitlines()] == ["positive", "negative"]
+
+    table = tmp_path / "in.csv"
+    pd.DataFrame({"review": ["superb lovely", "poor weak"]}).to_csv(table, index=False)
+    code, out, _ = run_cli(["predict", trained_run.best_dir, "-i", table, "--text-column", "review",
+                            "-f", "jsonl"], capsys)
+    assert [json.loads(x)["label"] for x in out.splitlines()] == ["positive", "negative"]
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("lovely great\nboring bad\n"))
+    code, out, _ = run_cli(["predict", trained_run.best_dir, "-f", "jsonl"], capsys)
+    assert [json.loads(x)["label"] for x in out.splitlines()] == ["positive", "negative"]
+
+
+def test_predict_pairs_from_cli(pairs_tsv, tiny_bert, tmp_path, capsys):
+    from tunelab.train import TrainConfig, train
+
+    result = train(TrainConfig(data=str(pairs_tsv), model=tiny_bert, output=str(tmp_path / "run"), epochs=1,
+                               text_column="sentence1", text_pair_column="sentence2", progress=False))
+    code, out, err = run_cli(["predict", result.best_dir, "good fun", "--pair", "great fine", "-f", "jsonl"], capsys)
+    assert code == 0, (out, err)
+    row = json.loads(out)
+    assert code == 0 and row["text_pair"] == "great fine" and row["label"] in {"0", "1"}
+    code, out, err = run_cli(["predict", result.best_dir, "a", "b", "--pair", "c"], capsys)
+    assert code == 1 and "2 texts but 1 --pair values" in err
+
+
+def test_evaluate_cli_report_and_json(trained_run, tmp_path, capsys):
+    path = tmp_path / "test.csv"
+    pd.DataFrame(sentiment_rows(40, seed=9)).to_csv(path, index=False)
+    code, out, _ = run_cli(["evaluate", trained_run.best_dir, path, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["rows"] == 40 and report["metrics"]["accuracy"] >= 0.9
+    assert sum(map(sum, report["confusion_matrix"])) == 40
+    assert set(report["per_class"]) == {"negative", "positive"}
+    code, out, _ = run_cli(["evaluate", trained_run.best_dir, path], capsys)
+    assert "confusion matrix (rows: true, columns: predicted)" in out and "precision" in out
+
+
+def test_evaluate_rejects_labels_the_checkpoint_does_not_know(trained_run, tmp_path, capsys):
+    path = tmp_path / "other.csv"
+    pd.DataFrame({"text": ["good", "bad"], "label": ["pos", "neg"]}).to_csv(path, index=False)
+    code, _, err = run_cli(["evaluate", trained_run.best_dir, path], capsys)
+    assert code == 1
+    assert "error: label 'neg' (1 rows), 'pos' (1 rows) is not one the checkpoint knows (negative, positive)" in err

@@ -1,0 +1,127 @@
+"""Training on tiny models: the loss falls, weights change, checkpoints are what the metrics say."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import pair_rows, sentiment_rows
+from tunelab.train import TrainConfig, train
+
+
+def quick(data, model, out, **overrides) -> TrainConfig:
+    options = dict(data=str(data), model=model, output=str(out), epochs=3, batch_size=16, learning_rate=3e-3,
+                   progress=False, logging_steps=2, warmup_ratio=0.0)
+    return TrainConfig(**{**options, **overrides})
+
+
+def test_run_folder_loss_falls_and_weights_change(trained_run, tiny_bert):
+    run = trained_run.run_dir
+    assert {"config.yaml", "metrics.jsonl", "summary.json", "best", "last"} <= {p.name for p in run.iterdir()}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    evals = [r for r in records if "eval_accuracy" in r]
+    assert len(evals) == 4  # one per epoch
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.8
+    assert trained_run.best_metrics["accuracy"] >= 0.9
+    before = load_file(f"{tiny_bert}/model.safetensors")
+    after = load_file(run / "best" / "model.safetensors")
+    # The base checkpoint is a BertModel; the classifier prefixes its keys with "bert.".
+    changed = [name for name in before if not torch.equal(before[name], after[f"bert.{name}"])]
+    assert len(changed) > len(before) // 2
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["label_names"] == ["negative", "positive"] and config["epochs"] == 4
+    saved = json.loads((run / "best" / "config.json").read_text())
+    assert saved["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_best_checkpoint_is_the_one_its_metrics_describe(trained_run):
+    from tunelab.data import DataSpec
+    from tunelab.evaluation import evaluate_checkpoint
+    from tunelab.predict import load
+
+    info = json.loads((trained_run.best_dir / "tunelab.json").read_text())
+    assert info["step"] == trained_run.best_step
+    # Re-create the validation rows exactly as training did, and score the saved checkpoint.
+    spec = yaml.safe_load((trained_run.run_dir / "config.yaml").read_text())
+    from tunelab.data import load_task_data
+
+    data = load_task_data(DataSpec(spec["data"], seed=spec["seed"]))
+    validation = trained_run.run_dir / "val.csv"
+    data.validation.assign(label=[data.label_names[i] for i in data.validation["label"]]).to_csv(validation, index=False)
+    result = evaluate_checkpoint(load(trained_run.best_dir), DataSpec(str(validation)))
+    assert result.metrics["accuracy"] == pytest.approx(info["metrics"]["accuracy"], abs=1e-6)
+
+
+def test_pairs_train_with_token_type_ids(pairs_tsv, tiny_bert, tmp_path):
+    result = train(quick(pairs_tsv, tiny_bert, tmp_path / "run", text_column="sentence1",
+                         text_pair_column="sentence2", epochs=2))
+    assert result.best_metrics["f1"] >= 0.0 and result.steps == 2 * 7
+    from tunelab.predict import load
+
+    predictor = load(result.best_dir)
+    encoded = predictor.tokenizer("good movie", "bad movie")
+    assert set(encoded["token_type_ids"]) == {0, 1}
+    assert predictor.predict(["good fun"], ["great fine"])[0].label in {"0", "1"}
+
+
+def test_freeze_encoder_trains_only_the_head(sentiment_csv, tiny_bert, tmp_path):
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", freeze_encoder=True, epochs=1))
+    before = load_file(f"{tiny_bert}/model.safetensors")
+    after = load_file(result.last_dir / "model.safetensors")
+    encoder = [n for n in before if n.startswith(("bert.embeddings", "bert.encoder", "embeddings", "encoder"))]
+    assert encoder and all(torch.equal(before[n], after["bert." + n if not n.startswith("bert.") else n])
+                           for n in encoder)
+    assert any(n.startswith("classifier") for n in after)
+
+
+def test_from_scratch_starts_from_random_weights(sentiment_csv, tiny_bert, tmp_path):
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", from_scratch=True, epochs=1, max_steps=1,
+                         learning_rate=1e-9))
+    before = load_file(f"{tiny_bert}/model.safetensors")
+    after = load_file(result.last_dir / "model.safetensors")
+    name = "embeddings.word_embeddings.weight"
+    assert not torch.allclose(before[name], after["bert." + name], atol=1e-3)
+
+
+def test_gradient_accumulation_max_steps_and_eval_every(sentiment_csv, tiny_bert, tmp_path):
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", grad_accum=2, max_steps=5, eval_every=2))
+    assert result.steps == 5
+    evals = [r["step"] for r in result.history if "eval_loss" in r]
+    assert evals == [2, 4, 5]
+
+
+def test_early_stopping_with_patience(sentiment_csv, tiny_bert, tmp_path):
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", learning_rate=1e-12, epochs=10,
+                         patience=2, metric="accuracy"))
+    evals = [r for r in result.history if "eval_loss" in r]
+    assert len(evals) == 3  # the first sets the best, two more without improvement stop it
+    assert result.steps < 10 * 7
+
+
+def test_overwrite_replaces_the_run(sentiment_csv, tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    train(quick(sentiment_csv, tiny_bert, out, overwrite=True, max_steps=1))
+    assert not (out / "old.txt").exists() and (out / "best" / "model.safetensors").exists()
+
+
+def test_regression_on_scores(tmp_path, tiny_bert):
+    rows = sentiment_rows(200)
+    frame = pd.DataFrame({"text": [r["text"] for r in rows],
+                          "label": [4.5 if r["label"] == "positive" else 0.5 for r in rows]})
+    frame.loc[0, "label"] = 2.25
+    frame.to_csv(tmp_path / "scores.csv", index=False)
+    result = train(quick(tmp_path / "scores.csv", tiny_bert, tmp_path / "run", epochs=6))
+    assert result.metric == "pearson" and result.best_metrics["pearson"] > 0.5
+    from tunelab.predict import load
+
+    prediction = load(result.best_dir).predict("great superb fun")[0]
+    assert prediction.label is None and prediction.score > 2.0
