@@ -137,3 +137,13 @@ def test_predict_empty_text(trained_run, capsys):
 def test_unknown_model_folder(tmp_path, capsys, sentiment_csv):
     fails_with(train_args(sentiment_csv, str(tmp_path / "models" / "nope"), tmp_path), capsys,
                "error: model folder not found:")
+
+
+def test_hub_model_offline(tmp_path, capsys, sentiment_csv):
+    fails_with(train_args(sentiment_csv, "someone/no-such-model", tmp_path), capsys,
+               "error: could not load model 'someone/no-such-model' (HF_HUB_OFFLINE=1 is set):")
+
+
+def test_hub_dataset_offline(tiny_bert, tmp_path, capsys):
+    fails_with(train_args("someone/no-such-dataset", tiny_bert, tmp_path), capsys,
+               "error: could not load 'someone/no-such-dataset' from the Hugging Face Hub (HF_HUB_OFFLINE=1 is set):")

