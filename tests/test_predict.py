@@ -103,6 +103,8 @@ def test_evaluate_cli_report_and_json(trained_run, tmp_path, capsys):
     assert set(report["per_class"]) == {"negative", "positive"}
     code, out, _ = run_cli(["evaluate", trained_run.best_dir, path], capsys)
     assert "confusion matrix (rows: true, columns: predicted)" in out and "precision" in out
+    picture = trained_run.run_dir / "plots" / "confusion_test_validation.png"
+    assert f"confusion matrix plot: {picture}" in out and picture.stat().st_size > 1000
 
 
 def test_evaluate_rejects_labels_the_checkpoint_does_not_know(trained_run, tmp_path, capsys):
@@ -111,3 +113,22 @@ def test_evaluate_rejects_labels_the_checkpoint_does_not_know(trained_run, tmp_p
     code, _, err = run_cli(["evaluate", trained_run.best_dir, path], capsys)
     assert code == 1
     assert "error: label 'neg' (1 rows), 'pos' (1 rows) is not one the checkpoint knows (negative, positive)" in err
+
+
+def test_onnx_int8_fast_path_matches_torch(trained_run, capsys):
+    from tunelab.export import onnx_path
+
+    code, out, err = run_cli(["export", trained_run.best_dir], capsys)
+    assert code == 0, err
+    assert onnx_path(trained_run.best_dir).exists() and out.startswith("wrote ")
+    texts = ["the movie was really great and superb", "awful", "dull weak film", "lovely fun", "fine plot"]
+    fast = tunelab.load(trained_run.best_dir, backend="onnx")
+    slow = tunelab.load(trained_run.best_dir)
+    np.testing.assert_allclose(fast.logits(texts), slow.logits(texts), atol=0.05)
+    assert [p.label for p in fast.predict(texts)] == [p.label for p in slow.predict(texts)]
+    code, out, _ = run_cli(["predict", trained_run.best_dir, "great fun", "--backend", "onnx", "-f", "jsonl"], capsys)
+    assert json.loads(out)["label"] == "positive"
+    # The export sits beside the checkpoint and does not disturb it for transformers.
+    from transformers import pipeline
+
+    assert pipeline("text-classification", model=str(trained_run.best_dir))("great fun")[0]["label"] == "positive"

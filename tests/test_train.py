@@ -125,3 +125,12 @@ def test_regression_on_scores(tmp_path, tiny_bert):
 
     prediction = load(result.best_dir).predict("great superb fun")[0]
     assert prediction.label is None and prediction.score > 2.0
+
+
+def test_run_writes_loss_metric_and_confusion_plots(trained_run):
+    from PIL import Image
+
+    plots = trained_run.run_dir / "plots"
+    for name in ("loss.png", "metrics.png", "confusion_matrix.png"):
+        with Image.open(plots / name) as image:
+            assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200

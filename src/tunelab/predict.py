@@ -16,6 +16,8 @@ from tunelab.modeling import check_checkpoint, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
+BACKENDS = ("torch", "onnx")
+
 
 @dataclass
 class Prediction:
@@ -32,23 +34,37 @@ class Prediction:
 class Predictor:
     """A loaded checkpoint: its model, tokenizer and label names."""
 
-    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64):
+    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64, runner=None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = effective_max_length(tokenizer, model.config, max_length)
         self.batch_size = batch_size
         self.collator = Collator(tokenizer.pad_token_id or 0)
+        # The ONNX Runtime fast path, when chosen; the torch model still supplies config and labels.
+        self.runner = runner
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> "Predictor":
+    def from_pretrained(cls, path: str | Path, backend: str = "torch", **kwargs) -> "Predictor":
+        """Load a checkpoint; backend "onnx" runs the int8 ONNX export (made on first use)."""
         from transformers import AutoModelForSequenceClassification
 
+        if backend not in BACKENDS:
+            raise TunelabError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         path = check_checkpoint(path)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise TunelabError(f"could not load the model in {path}: {str(exc).splitlines()[0]}") from None
-        return cls(model, load_tokenizer(str(path)), **kwargs)
+        runner = None
+        if backend == "onnx":
+            from tunelab.export import OnnxRunner, export_onnx, onnx_path
+
+            exported = onnx_path(path)
+            if not exported.exists():
+                logger.info("no ONNX export in %s yet: exporting (once)", path)
+                exported = export_onnx(path)
+            runner = OnnxRunner(exported, threads=torch.get_num_threads())
+        return cls(model, load_tokenizer(str(path)), runner=runner, **kwargs)
 
     @property
     def is_regression(self) -> bool:
@@ -74,7 +90,7 @@ class Predictor:
         loader = make_loader(encoded, self.batch_size, self.collator, shuffle=False)
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
         for indices, batch in zip(loader.batch_sampler, loader):
-            out[indices] = self.model(**batch).logits.float().numpy()
+            out[indices] = self.runner(batch) if self.runner else self.model(**batch).logits.float().numpy()
         return out
 
     def predict(self, texts: Sequence[str] | str, text_pairs: Sequence[str] | str | None = None) -> list[Prediction]:

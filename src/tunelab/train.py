@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -18,7 +19,7 @@ from tunelab.checkpoint import append_jsonl, atomic_write_text, clear_run_dir, p
 from tunelab.collate import Collator, encode_frame, effective_max_length, make_loader
 from tunelab.data import DataSpec, TaskData, load_task_data
 from tunelab.errors import collect
-from tunelab.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics, is_better
+from tunelab.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics, is_better, report
 from tunelab.modeling import DEFAULT_MODEL, load_classifier, load_tokenizer, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -131,8 +132,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 @torch.inference_mode()
-def evaluate_loader(model, loader, accelerator, num_labels: int) -> dict[str, float]:
-    """Loss and metrics over a whole loader, gathered across processes."""
+def evaluate_loader(model, loader, accelerator, num_labels: int) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Loss and metrics over a whole loader, gathered across processes; also the logits and labels."""
     model.eval()
     all_logits, all_labels, losses, count = [], [], 0.0, 0
     for batch in loader:
@@ -144,8 +145,9 @@ def evaluate_loader(model, loader, accelerator, num_labels: int) -> dict[str, fl
         all_labels.append(labels.cpu().numpy())
     model.train()
     loss = accelerator.reduce(torch.tensor([losses, count], dtype=torch.float64), reduction="sum")
-    metrics = compute_metrics(np.concatenate(all_logits), np.concatenate(all_labels), num_labels)
-    return {"loss": float(loss[0] / max(loss[1], 1)), **metrics}
+    logits, labels = np.concatenate(all_logits), np.concatenate(all_labels)
+    metrics = compute_metrics(logits, labels, num_labels)
+    return {"loss": float(loss[0] / max(loss[1], 1)), **metrics}, logits, labels
 
 
 def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
@@ -205,6 +207,7 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
                 epochs, total_steps, warmup)
 
     best_value, best_metrics, best_step, evals_since_best = None, {}, 0, 0
+    best_confusion: list[list[int]] | None = None
     history: list[dict] = []
     step, seen, running_loss, running_count = 0, 0, 0.0, 0
     started = time.perf_counter()
@@ -219,9 +222,9 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
 
     def evaluate_and_keep(epoch: float) -> bool:
         """Evaluate, save `best/` on improvement; return True when patience ran out."""
-        nonlocal best_value, best_metrics, best_step, evals_since_best, eval_seconds, window_start
+        nonlocal best_value, best_metrics, best_step, evals_since_best, eval_seconds, window_start, best_confusion
         eval_started = time.perf_counter()
-        metrics = evaluate_loader(model, val_loader, accelerator, data.num_labels)
+        metrics, logits, labels = evaluate_loader(model, val_loader, accelerator, data.num_labels)
         log({"step": step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         if accelerator.is_main_process:
@@ -230,6 +233,8 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
         improved = is_better(metric, metrics[metric], best_value)
         if improved:
             best_value, best_metrics, best_step, evals_since_best = metrics[metric], metrics, step, 0
+            if not data.is_regression:
+                best_confusion = report(logits.argmax(-1), labels, data.label_names)["confusion_matrix"]
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(accelerator.unwrap_model(model), tokenizer, run_dir / "best",
@@ -299,7 +304,19 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
     if accelerator.is_main_process:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()
                    if k != "history"}
-        import json
-
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_plots(run_dir, history, best_confusion, data.label_names, best_step)
     return result
+
+
+def write_plots(run_dir: Path, history: list[dict], confusion, label_names, best_step: int) -> None:
+    """plots/loss.png, plots/metrics.png and plots/confusion_matrix.png (of the best checkpoint)."""
+    from tunelab.plots import plot_confusion, plot_training
+
+    try:
+        plot_training(history, run_dir / "plots")
+        if confusion is not None:
+            plot_confusion(confusion, label_names, run_dir / "plots" / "confusion_matrix.png",
+                           title=f"Validation, best checkpoint (step {best_step})")
+    except Exception as exc:  # noqa: BLE001 - plots must never cost a finished run
+        logger.warning("could not write plots: %s", exc)

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from tunelab.cli import app
+
+
+def confusion_png(plot: Optional[str], checkpoint: str, data: str, split: str) -> Optional[Path]:
+    """Where the confusion matrix goes: --plot, else the run's plots/ folder when the checkpoint is in a run."""
+    if plot:
+        return Path(plot)
+    folder = Path(checkpoint)
+    run = folder if (folder / "config.yaml").exists() else folder.parent
+    if not (run / "config.yaml").exists():
+        return None
+    name = Path(data).name.split(".")[0] or "data"
+    return run / "plots" / f"confusion_{name}_{split}.png"
 
 
 @app.command()
@@ -21,6 +34,7 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, help="Evaluate at most N rows."),
     batch_size: int = typer.Option(64, help="Batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    plot: Optional[str] = typer.Option(None, help="Write the confusion matrix PNG here (default: RUN/plots/ for a tunelab run)."),
 ) -> None:
     """Metrics, a per-class report and the confusion matrix."""
     from tunelab.data import DataSpec
@@ -30,11 +44,19 @@ def evaluate(
     spec = DataSpec(source=data, text_column=text_column, text_pair_column=text_pair_column,
                     label_column=label_column, limit=limit)
     spec.check()
-    result = evaluate_checkpoint(load(checkpoint, batch_size=batch_size), spec, split)
+    predictor = load(checkpoint, batch_size=batch_size)
+    result = evaluate_checkpoint(predictor, spec, split)
+    picture = confusion_png(plot, checkpoint, data, split) if result.label_names else None
+    if picture is not None:
+        from tunelab.plots import plot_confusion
+
+        plot_confusion(result.confusion_matrix, result.label_names, picture, title=f"{Path(data).name} ({split})")
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
     typer.echo(f"{result.rows} rows")
+    if picture is not None:
+        typer.echo(f"confusion matrix plot: {picture}")
     for name, value in result.metrics.items():
         typer.echo(f"{name:>10}: {value:.4f}")
     if result.label_names:

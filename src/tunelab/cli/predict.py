@@ -65,6 +65,7 @@ def predict(
     text_pair_column: Optional[str] = typer.Option(None, help="Pair column of a table --input."),
     output_format: str = typer.Option("table", "--format", "-f", help="table, jsonl or csv."),
     batch_size: int = typer.Option(64, help="Batch size."),
+    backend: str = typer.Option("torch", help="torch, or onnx: the int8 ONNX Runtime fast path (exported on first use)."),
 ) -> None:
     """Print the label name and its probability for each input."""
     if output_format not in FORMATS:
@@ -72,7 +73,7 @@ def predict(
     from tunelab.predict import load
 
     inputs, pairs = read_inputs(texts or [], pair or [], input_file, text_column, text_pair_column)
-    predictor = load(checkpoint, batch_size=batch_size)
+    predictor = load(checkpoint, batch_size=batch_size, backend=backend)
     predictions = predictor.predict(inputs, pairs)
     rows = []
     for i, (text, p) in enumerate(zip(inputs, predictions)):

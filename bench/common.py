@@ -1,0 +1,62 @@
+"""Helpers shared by the benchmarks: matmul peak, model FLOPs, peak memory, child runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 matmul GFLOP/s on this machine with the current torch thread count."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def forward_flops(config, lengths) -> float:
+    """Model FLOPs of one forward pass over unpadded rows: dense layers plus attention scores.
+
+    Per token, each dense weight costs 2 FLOPs per parameter; per layer and row,
+    QK^T and AV each cost 2 * s^2 * d. Embedding lookups are free.
+    """
+    d, layers, ff = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    dense_per_token = layers * (4 * d * d + 2 * d * ff) * 2 + 2 * d * d  # + pooler
+    total = 0.0
+    for s in lengths:
+        total += dense_per_token * s + layers * 4 * s * s * d
+    return total
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(script: str, args: list[str], env: dict | None = None) -> dict:
+    """Run one variant in a fresh process (so peak memory is its own); parse its last JSON line."""
+    command = [sys.executable, script, *args, "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-4000:])
+        raise SystemExit(f"{' '.join(command)} failed with exit code {result.returncode}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """columns: (key, header, format)."""
+    header = " | ".join(h for _, h, _ in columns)
+    print(f"| {header} |")
+    print("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        cells = [format(row[k], f) if isinstance(row.get(k), (int, float)) else str(row.get(k, "")) for k, _, f in columns]
+        print(f"| {' | '.join(cells)} |")

@@ -1,0 +1,112 @@
+"""Prediction speed: tunelab (PyTorch and the ONNX int8 fast path) against transformers.pipeline.
+
+    python bench/predict_speed.py --checkpoint runs/bench-sst2-8k/best --data ../shared/data/sst2/dev.tsv
+    python bench/predict_speed.py --checkpoint runs/bench-mrpc/best --data ../shared/data/mrpc/dev.tsv \
+        --text-column text_a --text-pair-column text_b
+
+Each variant runs in its own process (for its own peak RSS) and is timed over
+the whole file after a short warm-up; model loading is not timed. The
+baseline is `pipeline("text-classification", model=CHECKPOINT)` called on the
+list of inputs, as its documentation shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from common import forward_flops, matmul_peak_gflops, peak_rss_mb, print_table, run_child  # noqa: E402
+
+VARIANTS = {"pipeline": "transformers.pipeline", "torch": "tunelab predict (PyTorch fp32)",
+            "onnx": "tunelab predict --backend onnx (int8)"}
+
+
+def read(args):
+    with open(args.data, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    texts = [r[args.text_column] for r in rows]
+    pairs = [r[args.text_pair_column] for r in rows] if args.text_pair_column else None
+    return texts, pairs, [r[args.label_column] for r in rows]
+
+
+def run_variant(args) -> dict:
+    import torch
+
+    texts, pairs, labels = read(args)
+    if args.variant == "pipeline":
+        from transformers import pipeline
+
+        classifier = pipeline("text-classification", model=args.checkpoint)
+        inputs = [{"text": t, "text_pair": p} for t, p in zip(texts, pairs)] if pairs else texts
+        classifier(inputs[:8])  # warm-up
+        started = time.perf_counter()
+        predicted = [r["label"] for r in classifier(inputs)]
+        seconds = time.perf_counter() - started
+    else:
+        import tunelab
+
+        predictor = tunelab.load(args.checkpoint, backend=args.variant, batch_size=args.batch_size)
+        predictor.predict(texts[:8], pairs[:8] if pairs else None)  # warm-up
+        started = time.perf_counter()
+        predicted = [p.label for p in predictor.predict(texts, pairs)]
+        seconds = time.perf_counter() - started
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    lengths = [len(x) for x in tokenizer(texts, pairs, truncation=True, max_length=512)["input_ids"]]
+    flops = forward_flops(AutoConfig.from_pretrained(args.checkpoint), lengths)
+    accuracy = sum(str(p) == str(label) for p, label in zip(predicted, labels)) / len(labels)
+    return {"variant": VARIANTS[args.variant], "rows": len(texts), "seconds": seconds,
+            "samples_per_s": len(texts) / seconds, "accuracy": accuracy, "model_gflops": flops / seconds / 1e9,
+            "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--text-pair-column", default=None)
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--variant", choices=list(VARIANTS))
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args)))
+        return
+
+    peak = matmul_peak_gflops()
+    passed = ["--checkpoint", args.checkpoint, "--data", args.data, "--text-column", args.text_column,
+              "--label-column", args.label_column, "--batch-size", str(args.batch_size)]
+    if args.text_pair_column:
+        passed += ["--text-pair-column", args.text_pair_column]
+    import tunelab.export as export
+
+    if not export.onnx_path(args.checkpoint).exists():
+        export.export_onnx(args.checkpoint)  # once, untimed, as `tunelab export` would
+    rows = [run_child(__file__, passed + ["--variant", v]) for v in VARIANTS]
+    for row in rows:
+        row["mfu"] = row["model_gflops"] / peak
+        row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
+        row["accuracy_change"] = (row["accuracy"] - rows[1]["accuracy"]) * 100
+    print(f"threads {rows[0]['threads']}, fp32 matmul peak {peak:.1f} GFLOP/s, {rows[0]['rows']} rows of {args.data}")
+    print_table(rows, [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),
+                       ("speedup", "vs pipeline", ".2f"), ("accuracy", "accuracy", ".4f"),
+                       ("accuracy_change", "vs fp32 (points)", "+.2f"), ("model_gflops", "model GFLOP/s", ".1f"),
+                       ("mfu", "MFU", ".1%"), ("peak_rss_mb", "peak RSS MB", ".0f")])
+    if args.out:
+        Path(args.out).write_text(json.dumps({"peak_gflops": peak, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

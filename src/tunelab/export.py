@@ -1,0 +1,105 @@
+"""The fast prediction path: ONNX export with dynamic int8 quantization, run by ONNX Runtime.
+
+On this class of CPU (AVX2, no AVX-512) ONNX Runtime's dynamic int8 kernels
+ran MiniLM about 1.85x faster than PyTorch fp32; the accuracy change is
+measured in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from tunelab.errors import TunelabError
+from tunelab.modeling import check_checkpoint
+
+logger = logging.getLogger(__name__)
+
+ONNX_DIR = "onnx"
+FP32_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+
+
+def _require(module: str, pip_name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise TunelabError(f"the ONNX fast path needs {pip_name}; install it with: pip install {pip_name}") from None
+
+
+def onnx_path(checkpoint: str | Path, quantized: bool = True) -> Path:
+    return Path(checkpoint) / ONNX_DIR / (INT8_FILE if quantized else FP32_FILE)
+
+
+def export_onnx(checkpoint: str | Path, quantize: bool = True) -> Path:
+    """Export a classifier checkpoint to CHECKPOINT/onnx/ (fp32, and int8 when `quantize`)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    _require("onnx", "onnx")
+    _require("onnxruntime", "onnxruntime")
+    checkpoint = check_checkpoint(checkpoint)
+    # Eager attention exports to plain ops that ONNX Runtime fuses and quantizes well.
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, attn_implementation="eager").eval()
+    names = ["input_ids", "attention_mask"]
+    if getattr(model.config, "type_vocab_size", 0):
+        names.append("token_type_ids")
+    example = {n: (torch.zeros if n == "token_type_ids" else torch.ones)(2, 8, dtype=torch.long) for n in names}
+    # A padded row, so the trace keeps the attention-mask path (an all-ones mask can be skipped).
+    example["attention_mask"][1, 5:] = 0
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(names, inputs))).logits
+
+    staging = Path(tempfile.mkdtemp(dir=checkpoint, prefix=".onnx.tmp."))
+    try:
+        axes = {name: {0: "batch", 1: "sequence"} for name in names}
+        axes["logits"] = {0: "batch"}
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+            torch.onnx.export(Logits(model), tuple(example[n] for n in names), str(staging / FP32_FILE),
+                              input_names=names, output_names=["logits"], dynamic_axes=axes, opset_version=17,
+                              dynamo=False)
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(staging / FP32_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8)
+        target = checkpoint / ONNX_DIR
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("exported %s", target)
+    return onnx_path(checkpoint, quantize)
+
+
+class OnnxRunner:
+    """Runs an exported model with ONNX Runtime; called with the same batches as the torch model."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        ort = _require("onnxruntime", "onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, batch: dict) -> np.ndarray:
+        feed = {name: batch[name].numpy().astype(np.int64) for name in self.inputs}
+        return self.session.run(["logits"], feed)[0]
