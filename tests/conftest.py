@@ -68,6 +68,31 @@ def build_tiny_bert(path, num_labels: int | None = None):
     return path
 
 
+def build_tiny_gpt2(path, chat_template: str | None = None):
+    """A 2-layer GPT-2 (hidden 32) with a word-level tokenizer, saved like any checkpoint."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = ["<unk>", "<eos>"] + POSITIVE + NEGATIVE + FILLER + ["once", "upon", "time", "user", "assistant", ":"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>",
+                                        pad_token="<eos>")
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    config = GPT2Config(vocab_size=len(words), n_embd=32, n_layer=2, n_head=4, n_positions=128,
+                        bos_token_id=1, eos_token_id=1)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    return str(build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2")))
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
