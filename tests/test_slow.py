@@ -34,3 +34,24 @@ def test_short_fine_tune_on_rotten_tomatoes_beats_chance_and_loads_in_pipeline(t
     classifier = pipeline("text-classification", model=str(tmp_path / "run" / "best"))
     labels = {r["label"] for r in classifier(["A wonderful, moving film.", "Dull, lifeless and far too long."])}
     assert labels <= {"negative", "positive"}
+
+
+def test_bundled_attention_grid_is_6_by_12_with_wordpiece_tokens(tmp_path):
+    from tunelab import attention
+
+    model, tokenizer = attention.load_encoder("minilm")
+    found = attention.inspect(model, tokenizer, "Tokenization is fun")
+    assert found.tokens == ["[CLS]", "token", "##ization", "is", "fun", "[SEP]"]
+    assert found.attentions.shape == (6, 12, 6, 6)
+    picture = attention.plot_attention(found, tmp_path / "grid.png")
+    assert picture.stat().st_size > 50_000
+
+
+def test_bundled_generator_is_deterministic_for_a_seed():
+    from tunelab.generate import GenerationOptions, generate, load_generator
+
+    model, tokenizer = load_generator()
+    options = GenerationOptions(max_new_tokens=24, top_p=0.9, seed=1)
+    first = generate(model, tokenizer, "Once upon a time", options)
+    assert first.texts == generate(model, tokenizer, "Once upon a time", options).texts
+    assert len(first.texts[0].split()) >= 5

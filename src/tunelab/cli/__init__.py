@@ -24,7 +24,7 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug 
 
 
 def _register() -> None:
-    from tunelab.cli import attention, evaluate, export, generate, predict, tokenize, train  # noqa: F401  (each adds its command)
+    from tunelab.cli import attention, evaluate, export, generate, predict, serve, tokenize, train  # noqa: F401  (each adds its command)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -1,0 +1,175 @@
+"""The HTTP API in-process: every endpoint, every limit, and the micro-batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+import tunelab
+from tunelab.serve import MicroBatcher, QueueFull, ServeConfig, create_app
+
+
+@pytest.fixture
+def client(trained_run):
+    app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), max_texts=4, max_chars=50))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+class SlowPredictor:
+    """The real predictor, but each forward pass takes at least `delay` seconds; records batch sizes."""
+
+    def __init__(self, inner, delay: float):
+        self.inner, self.delay, self.batches = inner, delay, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict(self, texts, pairs=None):
+        self.batches.append(len(texts))
+        time.sleep(self.delay)
+        return self.inner.predict(texts, pairs)
+
+
+def test_classify_one_and_many(client):
+    response = client.post("/v1/classify", json={"text": "great superb fun"})
+    assert response.status_code == 200
+    prediction = response.json()["predictions"][0]
+    assert prediction["label"] == "positive" and set(prediction["probabilities"]) == {"negative", "positive"}
+    response = client.post("/v1/classify", json={"texts": ["great fun", "awful dull weak"]})
+    assert [p["label"] for p in response.json()["predictions"]] == ["positive", "negative"]
+
+
+def test_pairs_are_accepted(client):
+    response = client.post("/v1/classify", json={"texts": ["good", "bad"], "text_pairs": ["fine", "poor"]})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+    response = client.post("/v1/classify", json={"texts": ["good", "bad"], "text_pairs": ["fine"]})
+    assert response.status_code == 422 and response.json()["error"] == "2 texts but 1 text_pairs; give one pair text per text"
+
+
+def test_health_models_docs_metrics_and_playground(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    models = client.get("/v1/models").json()
+    assert models["classifier"]["labels"] == ["negative", "positive"] and models["classifier"]["max_length"] == 64
+    assert models["generator"] is None
+    assert client.get("/docs").status_code == 200
+    assert "/v1/classify" in client.get("/openapi.json").json()["paths"]
+    client.post("/v1/classify", json={"text": "great"})
+    metrics = client.get("/metrics").text
+    assert 'tunelab_requests_total{endpoint="/v1/classify",status="200"} 1.0' in metrics
+    assert "tunelab_request_latency_seconds_bucket" in metrics and "tunelab_batch_size_count 1.0" in metrics
+    page = client.get("/")
+    assert page.status_code == 200 and "tunelab playground" in page.text
+
+
+def test_limits_and_malformed_input(client):
+    response = client.post("/v1/classify", json={"texts": ["a"] * 5})
+    assert response.status_code == 413
+    assert response.json()["error"] == "too many texts: 5 in one request, the limit is 4; split the request"
+    response = client.post("/v1/classify", json={"text": "x" * 51})
+    assert response.status_code == 422 and response.json()["error"] == "text 1 has 51 characters, the limit is 50; shorten it"
+    response = client.post("/v1/classify", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "not valid JSON" in response.json()["error"]
+    response = client.post("/v1/classify", json={"texts": "not a list"})
+    assert response.status_code == 422 and response.json()["error"].startswith("texts:")
+    assert client.post("/v1/classify", json={}).status_code == 422
+    assert client.post("/v1/classify", json={"text": "  "}).json()["error"] == "text 1 is empty; give non-empty texts"
+
+
+def test_generate_without_a_generator_is_404(client):
+    response = client.post("/v1/generate", json={"prompt": "hello"})
+    assert response.status_code == 404 and "--generator" in response.json()["error"]
+
+
+def test_generate_with_a_generator(trained_run, tiny_gpt2):
+    from tunelab.generate import load_generator
+
+    app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), generator=tiny_gpt2),
+                     generator=load_generator(tiny_gpt2))
+    with TestClient(app) as test_client:
+        body = {"prompt": "once upon a time", "max_new_tokens": 5, "seed": 1}
+        first = test_client.post("/v1/generate", json=body).json()
+        assert first["new_tokens"] <= 5 and first == {**test_client.post("/v1/generate", json=body).json(),
+                                                        "tokens_per_second": first["tokens_per_second"]}
+        assert test_client.post("/v1/generate", json={"prompt": "x", "max_new_tokens": 0}).status_code == 422
+        assert test_client.get("/v1/models").json()["generator"] == {"name": tiny_gpt2}
+
+
+def test_attention_endpoint(client):
+    data = client.post("/v1/attention", json={"text": "great fun", "layer": 1}).json()
+    assert data["tokens"] == ["[CLS]", "great", "fun", "[SEP]"] and data["layers"] == 2 and data["heads"] == 4
+    assert all(abs(sum(row) - 1) < 1e-3 for row in data["attention"])
+    response = client.post("/v1/attention", json={"text": "great", "layer": 9})
+    assert response.status_code == 422 and "--layer 9 is out of range" in response.json()["error"]
+
+
+def test_api_key(trained_run):
+    app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), api_key="s3cret"))
+    with TestClient(app) as test_client:
+        response = test_client.post("/v1/classify", json={"text": "great"})
+        assert response.status_code == 401 and "X-API-Key" in response.json()["error"]
+        assert test_client.post("/v1/classify", json={"text": "great"}, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert test_client.post("/v1/classify", json={"text": "great"}, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert test_client.get("/healthz").status_code == 200  # health checks need no key
+
+
+def test_concurrent_requests_share_forward_passes(trained_run):
+    slow = SlowPredictor(tunelab.load(trained_run.best_dir), delay=0.2)
+    app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), max_batch_size=16, max_wait_ms=50),
+                     predictor=slow)
+    results = []
+    with TestClient(app) as test_client:
+        def call(i):
+            results.append(test_client.post("/v1/classify", json={"text": "great fun" if i % 2 else "awful"}).status_code)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [200] * 12
+    assert sum(slow.batches) == 12 and len(slow.batches) < 12 and max(slow.batches) > 1
+
+
+def test_full_queue_answers_503_and_slow_requests_504(trained_run):
+    slow = SlowPredictor(tunelab.load(trained_run.best_dir), delay=0.5)
+    app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), max_batch_size=1, max_queue=1, max_wait_ms=0,
+                                 timeout_s=0.3), predictor=slow)
+    codes = []
+    with TestClient(app) as test_client:
+        def call():
+            codes.append(test_client.post("/v1/classify", json={"text": "great"}).status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        metrics = test_client.get("/metrics").text
+    assert 503 in codes and 504 in codes and len(codes) == 6
+    assert 'status="503"' in metrics
+
+
+def test_micro_batcher_gathers_until_full_or_timeout():
+    sizes = []
+
+    def predict(texts, pairs):
+        sizes.append(len(texts))
+        return [t.upper() for t in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=30, max_queue=2)
+        batcher.start()
+        outs = await asyncio.gather(*(batcher.submit([f"t{i}"], None) for i in range(2)))
+        with pytest.raises(QueueFull):
+            await asyncio.gather(*(batcher.submit([f"q{i}"], None) for i in range(5)))
+        await batcher.stop()
+        return outs
+
+    outs = asyncio.run(scenario())
+    assert outs == [["T0"], ["T1"]] and sizes[0] == 2
