@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup browser demo test test-slow clean
 
 setup: $(VENV)/.installed
 
@@ -26,7 +26,12 @@ demo: setup
 		"A gripping, beautifully acted film that stays with you." \
 		"Two hours of my life I will never get back."
 
-test: setup
+# Debian's Chromium for the playground's browser test (skipped, with a reason, where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the playground browser test will be skipped"
+
+test: setup browser
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup

@@ -1,0 +1,117 @@
+"""The server as users run it: a real uvicorn process, a browser on the playground, a kill under load."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(checkpoint: Path, port: int, *extra: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "serve", str(checkpoint), "--port", str(port), *extra],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stdout.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("server did not become healthy in 60 s")
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_killed_under_load_restarts_healthy_and_nothing_is_corrupt(trained_run, tmp_path):
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(trained_run.best_dir, checkpoint)
+    port = free_port()
+    server = start_server(checkpoint, port, "--backend", "onnx")  # writes the ONNX export on first start
+    before = digest(checkpoint)
+    sent, answered, stop = 0, 0, threading.Event()
+
+    def load():
+        nonlocal sent, answered
+        with httpx.Client(timeout=5) as client:
+            while not stop.is_set():
+                sent += 1
+                try:
+                    client.post(f"http://127.0.0.1:{port}/v1/classify", json={"texts": ["great fun", "awful"]})
+                    answered += 1
+                except httpx.HTTPError:
+                    pass
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(1.5)
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=10)
+    stop.set()
+    for w in workers:
+        w.join(timeout=10)
+    assert answered > 0
+    restarted = start_server(checkpoint, port, "--backend", "onnx")
+    try:
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/classify", json={"text": "great superb fun"}, timeout=10)
+        assert response.status_code == 200 and response.json()["predictions"][0]["label"] == "positive"
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=10)
+    assert digest(checkpoint) == before  # the checkpoint and its export are intact
+    assert not [p for p in checkpoint.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
+def test_playground_in_headless_chromium(trained_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = start_server(trained_run.best_dir, port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.getElementById('model-info').textContent.includes('labels')")
+            page.fill("#text", "the movie was great and superb fun")
+            page.click("#classify")
+            page.wait_for_function("document.getElementById('label').textContent !== '–'")
+            assert page.inner_text("#label") == "positive"
+            assert page.locator(".bar-row").count() == 2
+            page.click("#show-attention")
+            page.wait_for_function("document.getElementById('heatmap').width > 100")
+            page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert (tmp_path / "playground.png").stat().st_size > 10_000
