@@ -25,7 +25,7 @@ def test_bundled_model_resolves_offline_and_loads_with_labels():
 def test_short_fine_tune_on_rotten_tomatoes_beats_chance_and_loads_in_pipeline(tmp_path, capsys):
     from transformers import pipeline
 
-    code, out, err = run_cli(["train", "--data", "rotten-tomatoes", "--limit", "600", "--epochs", "1",
+    code, out, err = run_cli(["train", "--data", "rotten-tomatoes", "--limit", "1500", "--epochs", "2",
                               "--learning-rate", "1e-4", "--output", tmp_path / "run", "--no-progress"], capsys)
     assert code == 0, err
     assert "validation accuracy:" in out and f"checkpoint: {tmp_path / 'run' / 'best'}" in out

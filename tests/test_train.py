@@ -36,7 +36,7 @@ def test_run_folder_loss_falls_and_weights_change(trained_run, tiny_bert):
     changed = [name for name in before if not torch.equal(before[name], after[f"bert.{name}"])]
     assert len(changed) > len(before) // 2
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["label_names"] == ["negative", "positive"] and config["epochs"] == 4
+    assert config["resolved"]["label_names"] == ["negative", "positive"] and config["epochs"] == 4
     saved = json.loads((run / "best" / "config.json").read_text())
     assert saved["id2label"] == {"0": "negative", "1": "positive"}
 

@@ -80,3 +80,53 @@ def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+# ---------------------------------------------------------------- training state
+
+
+def latest_state(folder: Path) -> Path | None:
+    """The newest complete training state (step-NNNNNNNN); half-written ones are hidden .tmp folders."""
+    if not folder.is_dir():
+        return None
+    states = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-")
+                    and (p / "trainer_state.json").exists())
+    return states[-1] if states else None
+
+
+def prune_states(folder: Path, keep: int) -> None:
+    """Keep the newest `keep` training states."""
+    states = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for old in states[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_rng(path: Path) -> None:
+    """Python, NumPy and torch random states, as plain data (loadable with weights_only=True)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(state, path)
+
+
+def load_rng(path: Path) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    state = torch.load(path, weights_only=True)
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -117,12 +117,14 @@ class LengthGroupedBatches:
     shuffled, so training order stays random while padding nearly vanishes.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: int = 50, shuffle: bool = True):
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: int = 50, shuffle: bool = True,
+                 by_length: bool = True):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.group = group
         self.shuffle = shuffle
+        self.by_length = by_length  # False: plain random batches (still a function of seed and epoch)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -136,6 +138,8 @@ class LengthGroupedBatches:
             return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
         rng = random.Random(self.seed * 1_000_003 + epoch)
         rng.shuffle(indices)
+        if not self.by_length:
+            return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
         mega = self.batch_size * self.group
         batches = []
         for start in range(0, len(indices), mega):
@@ -153,11 +157,9 @@ class LengthGroupedBatches:
 
 def make_loader(encoded: Encoded, batch_size: int, collator: Collator, seed: int = 0, shuffle: bool = True,
                 group_by_length: bool = True) -> torch.utils.data.DataLoader:
-    """A DataLoader over encoded rows; length-grouped unless asked not to."""
-    if group_by_length or not shuffle:
-        sampler = LengthGroupedBatches(encoded.lengths, batch_size, seed, shuffle=shuffle)
-        return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=collator)
+    """A DataLoader over encoded rows; batch order depends on (seed, epoch) only, so runs can resume exactly."""
+    sampler = LengthGroupedBatches(encoded.lengths, batch_size, seed, shuffle=shuffle, by_length=group_by_length)
+    # A private generator: each new iterator draws a seed from it, not from the global torch RNG that
+    # dropout uses, so a resumed run's fresh iterator leaves the dropout masks as they would have been.
     generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        encoded, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collator
-    )
+    return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=collator, generator=generator)

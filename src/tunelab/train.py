@@ -6,6 +6,8 @@ import dataclasses
 import json
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,14 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.checkpoint import append_jsonl, atomic_write_text, clear_run_dir, prepare_run_dir, save_checkpoint
+from tunelab.checkpoint import (
+    append_jsonl, atomic_write_text, clear_run_dir, latest_state, load_rng, prepare_run_dir, prune_states,
+    save_checkpoint, save_rng,
+)
 from tunelab.collate import Collator, encode_frame, effective_max_length, make_loader
 from tunelab.data import DataSpec, TaskData, load_task_data
-from tunelab.errors import collect
+from tunelab.errors import TunelabError, collect
 from tunelab.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics, is_better, report
 from tunelab.modeling import DEFAULT_MODEL, load_classifier, load_tokenizer, resolve_model
 
 logger = logging.getLogger(__name__)
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+STATE_DIR = "state"
 
 
 @dataclass
@@ -61,14 +69,19 @@ class TrainConfig:
     threads: int | None = None
     overwrite: bool = False
     progress: bool = True
+    save_every: int | None = None  # training-state checkpoints every N steps (and always at each epoch end)
+    keep_states: int = 2
+    mixed_precision: str = "no"
 
     def check(self) -> None:
         problems = []
-        positive = ["max_length", "epochs", "batch_size", "eval_batch_size", "grad_accum", "logging_steps"]
+        positive = ["max_length", "epochs", "batch_size", "eval_batch_size", "grad_accum", "logging_steps", "keep_states"]
         for name in positive:
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "eval_every", "patience", "threads"):
+        if self.mixed_precision not in MIXED_PRECISION:
+            problems.append(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got '{self.mixed_precision}'")
+        for name in ("max_steps", "eval_every", "patience", "threads", "save_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -121,6 +134,81 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class TrainState:
+    """Where training stands; stored in each training-state checkpoint so a resumed run continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed (per process)
+    seen: int = 0
+    best_value: float | None = None
+    best_metrics: dict = field(default_factory=dict)
+    best_step: int = 0
+    evals_since_best: int = 0
+    best_confusion: list | None = None
+    running_loss: float = 0.0
+    running_count: int = 0
+    window_seen: int = 0
+
+
+# ---------------------------------------------------------------- config files
+
+
+def config_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The TrainConfig fields of a YAML file (a run's config.yaml works: its `resolved` part is skipped)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise TunelabError(f"config file not found: {path}; check the path")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise TunelabError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise TunelabError(f"{path} must hold a mapping of option: value")
+    values = {k.replace("-", "_"): v for k, v in values.items() if k != "resolved"}
+    unknown = sorted(set(values) - config_fields())
+    if unknown:
+        raise TunelabError(f"unknown option(s) in {path}: {', '.join(unknown)}; "
+                           f"known: {', '.join(sorted(config_fields()))}")
+    return values
+
+
+def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """The config a run was started with, to continue it in place."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise TunelabError(f"{run_dir} is not a tunelab run (no config.yaml); pass the folder given to --output")
+    values = {**read_config_file(run_dir / "config.yaml"), **(overrides or {})}
+    return TrainConfig(**{**values, "output": str(run_dir), "overwrite": False})
+
+
+def check_mixed_precision(mode: str) -> None:
+    """Refuse precisions the device cannot run well, with what to do instead."""
+    if mode == "no":
+        return
+    if torch.cuda.is_available():
+        if mode == "bf16" and not torch.cuda.is_bf16_supported():
+            raise TunelabError("--mixed-precision bf16: this GPU has no bf16 support; use --mixed-precision fp16")
+        return
+    if mode == "fp16":
+        raise TunelabError("--mixed-precision fp16 needs a CUDA GPU and none is available; "
+                           "use --mixed-precision no on the CPU")
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        raise TunelabError("--mixed-precision bf16: this CPU has no native bf16 (no AVX512_BF16 or AMX), where "
+                           "bf16 runs several times slower than fp32; use --mixed-precision no")
+
+
+# ---------------------------------------------------------------- training
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and normalization weights (all 1-D tensors)."""
     decay, no_decay = [], []
@@ -150,20 +238,31 @@ def evaluate_loader(model, loader, accelerator, num_labels: int) -> tuple[dict[s
     return {"loss": float(loss[0] / max(loss[1], 1)), **metrics}, logits, labels
 
 
-def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
-    """Fine-tune `config.model` on `config.data`; write the run folder; return the best metrics."""
+def train(config: TrainConfig, data: TaskData | None = None, resume: bool = False) -> TrainResult:
+    """Fine-tune `config.model` on `config.data`; write the run folder; return the best metrics.
+
+    With `resume`, continue the run in `config.output` from its newest training state:
+    the same batches in the same order, the same random numbers, the same result.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     config.check()
+    check_mixed_precision(config.mixed_precision)
     run_dir = config.run_dir()
-    prepare_run_dir(run_dir, config.overwrite)  # fail before any slow work
+    state_path = latest_state(run_dir / STATE_DIR) if resume else None
+    if resume and state_path is None:
+        raise TunelabError(f"{run_dir} has no training state to resume from (no {STATE_DIR}/step-*); "
+                           "start it again with --overwrite")
+    if not resume:
+        prepare_run_dir(run_dir, config.overwrite)  # fail before any slow work
     if config.threads:
         torch.set_num_threads(config.threads)
 
-    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
+    accelerator.wait_for_everyone()  # every process has checked the run folder before the main one writes
     set_seed(config.seed)
     data = data or load_task_data(config.data_spec())
     model_name = resolve_model(config.model)
@@ -176,11 +275,11 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
     metric = config.metric if config.metric != "auto" else ("pearson" if data.is_regression else "accuracy")
 
     collator = Collator(tokenizer.pad_token_id or 0, regression=data.is_regression)
-    train_set = encode_frame(tokenizer, data.train, max_length)
-    val_set = encode_frame(tokenizer, data.validation, max_length)
-    train_loader = make_loader(train_set, config.batch_size, collator, config.seed,
-                               group_by_length=config.group_by_length)
-    val_loader = make_loader(val_set, config.eval_batch_size, collator, shuffle=False)
+    train_loader = make_loader(encode_frame(tokenizer, data.train, max_length), config.batch_size, collator,
+                               config.seed, group_by_length=config.group_by_length)
+    val_loader = make_loader(encode_frame(tokenizer, data.validation, max_length), config.eval_batch_size,
+                             collator, shuffle=False)
+    sampler = train_loader.batch_sampler  # orders batches from (seed, epoch) alone: resumable
     steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
@@ -192,69 +291,78 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
         model, optimizer, train_loader, val_loader, scheduler
     )
 
-    if accelerator.is_main_process:
+    state = TrainState()
+    history: list[dict] = []
+    if resume:
+        state, history = _restore(state_path, run_dir, accelerator, model, optimizer, scheduler)
+        logger.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, state.step, state.epoch,
+                    state.batch_in_epoch)
+    elif accelerator.is_main_process:
         if config.overwrite:
             clear_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        resolved = {**dataclasses.asdict(config), "output": str(run_dir), "resolved_model": model_name,
-                    "max_length": max_length, "metric": metric, "label_names": data.label_names,
-                    "train_rows": len(data.train), "validation_rows": len(data.validation),
-                    "total_steps": total_steps, "warmup_steps": warmup, "num_processes": accelerator.num_processes}
+        resolved = {"model_path": model_name, "max_length": max_length, "metric": metric,
+                    "label_names": data.label_names, "train_rows": len(data.train),
+                    "validation_rows": len(data.validation), "total_steps": total_steps, "warmup_steps": warmup,
+                    "num_processes": accelerator.num_processes}
         import yaml
 
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        text = yaml.safe_dump({**dataclasses.asdict(config), "output": str(run_dir), "resolved": resolved},
+                              sort_keys=False)
+        atomic_write_text(run_dir / "config.yaml", text)
     logger.info("training %s on %d rows: %d epochs, %d steps, %d warm-up", model_name, len(data.train),
                 epochs, total_steps, warmup)
 
-    best_value, best_metrics, best_step, evals_since_best = None, {}, 0, 0
-    best_confusion: list[list[int]] | None = None
-    history: list[dict] = []
-    step, seen, running_loss, running_count = 0, 0, 0.0, 0
     started = time.perf_counter()
-    window_start, window_seen, eval_seconds = started, 0, 0.0
-    progress = tqdm(total=total_steps, disable=not (config.progress and accelerator.is_local_main_process),
-                    desc="train", dynamic_ncols=True, mininterval=1.0)
+    window_start, eval_seconds = started, 0.0
+    progress = tqdm(total=total_steps, initial=state.step, desc="train", dynamic_ncols=True, mininterval=1.0,
+                    disable=not (config.progress and accelerator.is_local_main_process))
 
     def log(record: dict) -> None:
         history.append(record)
         if accelerator.is_main_process:
             append_jsonl(run_dir / "metrics.jsonl", record)
 
-    def evaluate_and_keep(epoch: float) -> bool:
+    def evaluate_and_keep() -> bool:
         """Evaluate, save `best/` on improvement; return True when patience ran out."""
-        nonlocal best_value, best_metrics, best_step, evals_since_best, eval_seconds, window_start, best_confusion
+        nonlocal eval_seconds, window_start
         eval_started = time.perf_counter()
+        epoch = state.step / steps_per_epoch
         metrics, logits, labels = evaluate_loader(model, val_loader, accelerator, data.num_labels)
-        log({"step": step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        log({"step": state.step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
         if accelerator.is_main_process:
-            message = f"step {step} (epoch {epoch:.2f}): {shown}"
+            message = f"step {state.step} (epoch {epoch:.2f}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             progress.write(message, file=sys.stderr) if not progress.disable else logger.info(message)
-        improved = is_better(metric, metrics[metric], best_value)
+        improved = is_better(metric, metrics[metric], state.best_value)
         if improved:
-            best_value, best_metrics, best_step, evals_since_best = metrics[metric], metrics, step, 0
+            state.best_value, state.best_metrics, state.best_step = metrics[metric], metrics, state.step
+            state.evals_since_best = 0
             if not data.is_regression:
-                best_confusion = report(logits.argmax(-1), labels, data.label_names)["confusion_matrix"]
+                state.best_confusion = report(logits.argmax(-1), labels, data.label_names)["confusion_matrix"]
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(accelerator.unwrap_model(model), tokenizer, run_dir / "best",
-                                {"step": step, "epoch": epoch, "metrics": metrics, "metric": metric})
+                                {"step": state.step, "epoch": epoch, "metrics": metrics, "metric": metric})
         else:
-            evals_since_best += 1
-        # Training speed excludes evaluation and checkpoint time.
-        spent = time.perf_counter() - eval_started
+            state.evals_since_best += 1
+        spent = time.perf_counter() - eval_started  # training speed excludes evaluation time
         eval_seconds += spent
         window_start += spent
-        return not improved and config.patience is not None and evals_since_best >= config.patience
+        return not improved and config.patience is not None and state.evals_since_best >= config.patience
 
+    seen_before = state.seen  # rows trained before a resume do not count towards this process's speed
     model.train()
     stop = False
-    for epoch in range(epochs):
-        if hasattr(train_loader.batch_sampler, "set_epoch"):
-            train_loader.batch_sampler.set_epoch(epoch)
-        if hasattr(getattr(train_loader.batch_sampler, "batch_sampler", None), "set_epoch"):
-            train_loader.batch_sampler.batch_sampler.set_epoch(epoch)
-        for batch in train_loader:
+    for epoch in range(state.epoch, epochs):
+        # accelerate's loader re-sets its sampler's epoch from its own iteration count on every pass,
+        # so set that count too: a resumed run has not iterated this loader before.
+        train_loader.set_epoch(epoch)
+        batches = train_loader
+        if state.batch_in_epoch:
+            batches = accelerator.skip_first_batches(train_loader, state.batch_in_epoch)
+            batches.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        for batch in batches:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
@@ -264,49 +372,115 @@ def train(config: TrainConfig, data: TaskData | None = None) -> TrainResult:
                 scheduler.step()
                 optimizer.zero_grad()
             rows = len(batch["labels"]) * accelerator.num_processes
-            seen += rows
-            window_seen += rows
-            running_loss += float(loss.detach())
-            running_count += 1
+            state.batch_in_epoch += 1
+            state.seen += rows
+            state.window_seen += rows
+            state.running_loss += float(loss.detach())
+            state.running_count += 1
             if not accelerator.sync_gradients:
                 continue
-            step += 1
+            state.step += 1
             progress.update(1)
-            if step % config.logging_steps == 0 or step == total_steps:
+            if state.step % config.logging_steps == 0 or state.step == total_steps:
                 now = time.perf_counter()
-                speed = window_seen / max(now - window_start, 1e-9)
-                mean_loss = running_loss / running_count
-                log({"step": step, "epoch": round(step / steps_per_epoch, 4), "loss": mean_loss,
+                speed = state.window_seen / max(now - window_start, 1e-9)
+                mean_loss = state.running_loss / state.running_count
+                log({"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": mean_loss,
                      "learning_rate": scheduler.get_last_lr()[0], "samples_per_s": speed})
                 progress.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{speed:.1f}")
-                running_loss, running_count, window_start, window_seen = 0.0, 0, now, 0
-            if config.eval_every and step % config.eval_every == 0:
-                stop = evaluate_and_keep(step / steps_per_epoch)
-            if stop or step >= total_steps:
+                state.running_loss, state.running_count, state.window_seen, window_start = 0.0, 0, 0, now
+            if config.eval_every and state.step % config.eval_every == 0:
+                stop = evaluate_and_keep()
+            mid_epoch = state.batch_in_epoch < len(train_loader)  # the epoch's end saves its own state
+            if config.save_every and state.step % config.save_every == 0 and state.step < total_steps and mid_epoch:
+                _save_state(run_dir, state, accelerator, model, optimizer, scheduler, config.keep_states)
+            if stop or state.step >= total_steps:
                 break
-        if not stop and not config.eval_every:
-            stop = evaluate_and_keep(step / steps_per_epoch)
-        if stop or step >= total_steps:
+        epoch_done = state.batch_in_epoch >= len(train_loader)
+        if epoch_done:
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+        if not stop and not config.eval_every and (epoch_done or state.step >= total_steps):
+            stop = evaluate_and_keep()
+        if stop or state.step >= total_steps:
             break
-    if config.eval_every and step % config.eval_every != 0 and not stop:
-        evaluate_and_keep(step / steps_per_epoch)
+        _save_state(run_dir, state, accelerator, model, optimizer, scheduler, config.keep_states)
+    if config.eval_every and state.step % config.eval_every != 0 and not stop:
+        evaluate_and_keep()
     progress.close()
     elapsed = time.perf_counter() - started
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_checkpoint(accelerator.unwrap_model(model), tokenizer, run_dir / "last", {"step": step})
+        save_checkpoint(accelerator.unwrap_model(model), tokenizer, run_dir / "last", {"step": state.step})
     result = TrainResult(
         run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=metric,
-        best_metrics=best_metrics, best_step=best_step, steps=step, train_seconds=elapsed,
-        samples_per_second=seen / max(elapsed - eval_seconds, 1e-9), history=history,
+        best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step, train_seconds=elapsed,
+        samples_per_second=(state.seen - seen_before) / max(elapsed - eval_seconds, 1e-9), history=history,
     )
     if accelerator.is_main_process:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()
                    if k != "history"}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        write_plots(run_dir, history, best_confusion, data.label_names, best_step)
+        write_plots(run_dir, history, state.best_confusion, data.label_names, state.best_step)
+    accelerator.end_training()
     return result
+
+
+# ---------------------------------------------------------------- training state
+
+
+def _save_state(run_dir: Path, state: TrainState, accelerator, model, optimizer, scheduler, keep: int) -> None:
+    """model (safetensors), optimizer, scheduler, every process's RNG and the position; renamed into place whole."""
+    from safetensors.torch import save_model
+
+    folder = run_dir / STATE_DIR
+    name = f"step-{state.step:08d}"
+    staging = folder / f".{name}.tmp"
+    if accelerator.is_main_process:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    save_rng(staging / f"rng-{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        save_model(accelerator.unwrap_model(model), str(staging / "model.safetensors"))
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        record = {k: v for k, v in dataclasses.asdict(state).items()}
+        record["num_processes"] = accelerator.num_processes
+        (staging / "trainer_state.json").write_text(json.dumps(record), encoding="utf-8")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if (folder / name).exists():  # the same step saved again after a resume
+            shutil.rmtree(folder / name)
+        os.replace(staging, folder / name)
+        prune_states(folder, keep)
+    accelerator.wait_for_everyone()
+
+
+def _restore(path: Path, run_dir: Path, accelerator, model, optimizer, scheduler) -> tuple[TrainState, list[dict]]:
+    """Load a training state; cut metrics.jsonl back to what had happened by then."""
+    from safetensors.torch import load_model
+
+    record = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    if record.pop("num_processes", 1) != accelerator.num_processes:
+        raise TunelabError(f"{path} was saved by {record.get('num_processes')} processes, but this run has "
+                           f"{accelerator.num_processes}; resume with the same number of processes")
+    state = TrainState(**{k: v for k, v in record.items() if k in {f.name for f in dataclasses.fields(TrainState)}})
+    load_model(accelerator.unwrap_model(model), str(path / "model.safetensors"))
+    # These files were written by this run itself; weights_only refuses anything but tensors and plain data.
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    load_rng(path / f"rng-{accelerator.process_index}.pt")
+    history = []
+    metrics_file = run_dir / "metrics.jsonl"
+    if metrics_file.exists():
+        history = [r for r in (json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip())
+                   if r["step"] <= state.step]
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            atomic_write_text(metrics_file, "".join(json.dumps(r) + "\n" for r in history))
+    return state, history
 
 
 def write_plots(run_dir: Path, history: list[dict], confusion, label_names, best_step: int) -> None:

@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-
 from tunelab.cli import app
+
+CLI_ONLY = {"ctx", "config", "resume"}
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed this option (so it overrides a --config file), not just its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
 
 
 @app.command()
 def train(
-    data: str = typer.Option(..., "--data", "-d", help="A file (.csv .tsv .json .jsonl .parquet), a save_to_disk folder, a hub dataset id, or a built-in: rotten-tomatoes, stsb."),
+    ctx: typer.Context,
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="A file (.csv .tsv .json .jsonl .parquet), a save_to_disk folder, a hub dataset id, or a built-in: rotten-tomatoes, stsb."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="A YAML file of options (a run's config.yaml works); flags override it."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue this run folder from its newest training state."),
     model: str = typer.Option("minilm", "--model", "-m", help="A hub id, a local folder, or 'minilm' (the bundled all-MiniLM-L6-v2)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder (default runs/DATA-TIME)."),
     text_column: str = typer.Option("text", help="Column with the text."),
@@ -43,12 +53,29 @@ def train(
     threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's choice)."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    save_every: Optional[int] = typer.Option(None, help="Write a training state every N steps (always at each epoch end)."),
+    keep_states: int = typer.Option(2, help="Training states kept."),
+    mixed_precision: str = typer.Option("no", help="no, fp16 or bf16 (GPUs; refused where the device cannot)."),
 ) -> None:
     """Fine-tune a model; keep the best checkpoint by the chosen metric."""
-    from tunelab.train import TrainConfig, train as run_training
+    from tunelab.errors import TunelabError
+    from tunelab.train import TrainConfig, read_config_file, resume_config, train as run_training
 
-    config = TrainConfig(**{k: v for k, v in locals().items() if k != "run_training" and k != "TrainConfig"})
-    result = run_training(config)
+    given = {name: value for name, value in ctx.params.items()
+             if name not in CLI_ONLY and _from_command_line(ctx, name)}
+    if resume:
+        # Only options that do not change what the run computes may be changed on resume.
+        allowed = {"progress", "threads", "keep_states", "logging_steps"}
+        changed = sorted(set(given) - allowed)
+        if changed:
+            raise TunelabError(f"--resume continues a run as it was configured; drop {', '.join('--' + c.replace('_', '-') for c in changed)}")
+        result = run_training(resume_config(resume, given), resume=True)
+    else:
+        values = {**(read_config_file(config) if config else {}), **given}
+        if not values.get("data"):
+            raise TunelabError("--data is required (or give data: in --config)")
+        defaults = {name: value for name, value in ctx.params.items() if name not in CLI_ONLY}
+        result = run_training(TrainConfig(**{**defaults, **values}))
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
     typer.echo(f"validation {result.metric}: {result.best_metrics.get(result.metric, float('nan')):.4f} "
                f"(best at step {result.best_step}; {shown})")
