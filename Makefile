@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup browser demo test test-slow clean
+.PHONY: setup system demo test test-slow clean
 
 setup: $(VENV)/.installed
 
@@ -26,12 +26,14 @@ demo: setup
 		"A gripping, beautifully acted film that stays with you." \
 		"Two hours of my life I will never get back."
 
-# Debian's Chromium for the playground's browser test (skipped, with a reason, where it cannot be installed).
-browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-		|| echo "chromium could not be installed: the playground browser test will be skipped"
+# Debian's Chromium (the playground's browser test) and Open MPI (accelerate's multi-CPU launcher);
+# the tests that need them are skipped, with the reason, where they cannot be installed.
+system:
+	@(command -v chromium >/dev/null && command -v mpirun >/dev/null) || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openmpi-bin >/dev/null) \
+		|| echo "chromium / openmpi-bin could not be installed: the tests that need them will be skipped"
 
-test: setup browser
+test: setup system
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup

@@ -146,7 +146,9 @@ class LengthGroupedBatches:
             chunk = sorted(indices[start : start + mega], key=lambda i: self.lengths[i])
             batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
         rng.shuffle(batches)
-        return batches
+        # The one short batch goes last, as in a plain DataLoader: accelerate's sharding across
+        # processes expects every batch but the last to be full.
+        return [b for b in batches if len(b) == self.batch_size] + [b for b in batches if len(b) < self.batch_size]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches(self.epoch))

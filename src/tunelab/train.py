@@ -53,6 +53,7 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 128
     learning_rate: float = 5e-5
+    head_learning_rate: float | None = None  # None: the same as learning_rate
     weight_decay: float = 0.01
     warmup_steps: int | None = None
     warmup_ratio: float = 0.1
@@ -85,6 +86,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            problems.append(f"--head-learning-rate must be positive, got {self.head_learning_rate}")
         if self.learning_rate <= 0:
             problems.append(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
@@ -209,14 +212,28 @@ def check_mixed_precision(mode: str) -> None:
 # ---------------------------------------------------------------- training
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and normalization weights (all 1-D tensors)."""
-    decay, no_decay = [], []
+HEAD_PREFIXES = ("classifier", "score", "pre_classifier")
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rate: float | None = None) -> list[dict]:
+    """No weight decay on biases and normalization weights (all 1-D tensors); optionally a separate head rate.
+
+    The head is the randomly initialized classifier plus the pooler that feeds it.
+    """
+    groups: dict[tuple[bool, bool], list] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        head = head_learning_rate is not None and (name.startswith(HEAD_PREFIXES) or ".pooler." in f".{name}")
+        decays = not (parameter.ndim < 2 or "norm" in name.lower())
+        groups.setdefault((head, decays), []).append(parameter)
+    out = []
+    for (head, decays), params in groups.items():
+        group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if head:
+            group["lr"] = head_learning_rate
+        out.append(group)
+    return out
 
 
 @torch.inference_mode()
@@ -261,7 +278,10 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     if config.threads:
         torch.set_num_threads(config.threads)
 
-    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
+    # cpu=True without a GPU: under torchrun-style launchers (`accelerate launch --multi_gpu`, torchrun) or
+    # MPI (`accelerate launch --cpu --num_processes N --mpirun_hostfile ...`) the processes then join a gloo group.
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
+                              cpu=not torch.cuda.is_available())
     accelerator.wait_for_everyone()  # every process has checked the run folder before the main one writes
     set_seed(config.seed)
     data = data or load_task_data(config.data_spec())
@@ -280,13 +300,17 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     val_loader = make_loader(encode_frame(tokenizer, data.validation, max_length), config.eval_batch_size,
                              collator, shuffle=False)
     sampler = train_loader.batch_sampler  # orders batches from (seed, epoch) alone: resumable
-    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
+    # Each process gets every n-th batch; its optimizer steps are what the loop counts.
+    processes = accelerator.num_processes
+    steps_per_epoch = math.ceil(math.ceil(len(train_loader) / processes) / config.grad_accum)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
     warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
 
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay, config.head_learning_rate),
+                                  lr=config.learning_rate)
+    # accelerate steps a prepared scheduler once per process at every optimizer step.
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup * processes, total_steps * processes)
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, scheduler
     )
@@ -362,6 +386,7 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
             batches = accelerator.skip_first_batches(train_loader, state.batch_in_epoch)
             batches.set_epoch(epoch)
         sampler.set_epoch(epoch)
+        epoch_done = False
         for batch in batches:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
@@ -396,7 +421,9 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
                 _save_state(run_dir, state, accelerator, model, optimizer, scheduler, config.keep_states)
             if stop or state.step >= total_steps:
                 break
-        epoch_done = state.batch_in_epoch >= len(train_loader)
+        else:
+            epoch_done = True
+        epoch_done = epoch_done or state.batch_in_epoch >= len(train_loader)
         if epoch_done:
             state.epoch, state.batch_in_epoch = epoch + 1, 0
         if not stop and not config.eval_every and (epoch_done or state.step >= total_steps):

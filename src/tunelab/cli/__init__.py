@@ -24,12 +24,26 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug 
 
 
 def _register() -> None:
-    from tunelab.cli import attention, evaluate, export, generate, predict, serve, tokenize, train  # noqa: F401  (each adds its command)
+    from tunelab.cli import attention, evaluate, export, generate, predict, serve, sweep, tokenize, train  # noqa: F401  (each adds its command)
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun, accelerate launch or MPI (0 when alone)."""
+    for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
 
 
 def setup_logging(verbose: bool = False) -> None:
+    # Under a multi-process launcher only the main process talks; the others report problems only.
+    level = logging.DEBUG if verbose else logging.INFO if is_main_process() else logging.WARNING
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=level,
         format="%(levelname)s: %(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s: %(message)s",
         stream=sys.stderr,
     )

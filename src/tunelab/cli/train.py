@@ -37,6 +37,7 @@ def train(
     batch_size: int = typer.Option(32, help="Training batch size per process."),
     eval_batch_size: int = typer.Option(128, help="Evaluation batch size."),
     learning_rate: float = typer.Option(5e-5, "--learning-rate", "--lr", help="Peak learning rate (AdamW)."),
+    head_learning_rate: Optional[float] = typer.Option(None, help="Learning rate of the classifier head and pooler (default: --learning-rate)."),
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay (not on biases and LayerNorm)."),
     warmup_steps: Optional[int] = typer.Option(None, help="Linear warm-up steps (overrides --warmup-ratio)."),
     warmup_ratio: float = typer.Option(0.1, help="Warm-up as a share of all steps."),
@@ -76,6 +77,10 @@ def train(
             raise TunelabError("--data is required (or give data: in --config)")
         defaults = {name: value for name, value in ctx.params.items() if name not in CLI_ONLY}
         result = run_training(TrainConfig(**{**defaults, **values}))
+    from tunelab.cli import is_main_process
+
+    if not is_main_process():
+        return
     shown = ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
     typer.echo(f"validation {result.metric}: {result.best_metrics.get(result.metric, float('nan')):.4f} "
                f"(best at step {result.best_step}; {shown})")

@@ -1,0 +1,333 @@
+"""Hyperparameter sweeps: grid, random or Bayesian (TPE) search over the usual fine-tuning options.
+
+The study lives in SQLite (Optuna), so a killed sweep started again skips the
+trials that finished. Trials run here one after another (`local`), or on a
+Ray cluster (`ray`, a local one when none is given): Optuna still proposes the
+trials and keeps the results, so both backends give the same table and files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunelab.checkpoint import atomic_write_text
+from tunelab.errors import TunelabError, collect
+
+logger = logging.getLogger(__name__)
+
+# The grid fine-tuning guides recommend (BERT paper appendix and the Hugging Face course).
+DEFAULT_SPACE: dict[str, list] = {
+    "epochs": [2, 3, 4],
+    "learning_rate": [2e-5, 5e-5],
+    "warmup_steps": [0, 100, 500],
+    "weight_decay": [0.0, 0.01, 0.1],
+}
+SWEEPABLE = ("epochs", "learning_rate", "warmup_steps", "weight_decay", "batch_size")
+METHODS = ("grid", "random", "bayes")
+BACKENDS = ("local", "ray")
+STUDY_NAME = "tunelab"
+
+
+@dataclass
+class SweepConfig:
+    """What to search and how; `base` holds the TrainConfig options every trial shares."""
+
+    base: dict
+    study_dir: str
+    space: dict[str, list] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    method: str = "grid"
+    trials: int | None = None  # None: the whole grid (grid), else required
+    backend: str = "local"
+    parallel: int = 2  # trials at once on Ray
+    seed: int = 0
+
+    def check(self) -> None:
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"--method must be one of {', '.join(METHODS)}, got '{self.method}'")
+        if self.backend not in BACKENDS:
+            problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
+        unknown = sorted(set(self.space) - set(SWEEPABLE))
+        if unknown:
+            problems.append(f"cannot sweep {', '.join(unknown)}; sweepable: {', '.join(SWEEPABLE)}")
+        empty = [k for k, v in self.space.items() if not v]
+        if empty:
+            problems.append(f"no values to try for {', '.join(empty)}")
+        if self.trials is not None and self.trials < 1:
+            problems.append(f"--trials must be at least 1, got {self.trials}")
+        if self.method != "grid" and self.trials is None:
+            problems.append(f"--method {self.method} needs --trials N")
+        if self.parallel < 1:
+            problems.append(f"--parallel must be at least 1, got {self.parallel}")
+        if not self.base.get("data"):
+            problems.append("--data is required (or give data: in --config)")
+        collect(problems)
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.space.values())
+
+    @property
+    def total_trials(self) -> int:
+        return min(self.trials or self.grid_size, self.grid_size) if self.method == "grid" else self.trials
+
+
+@dataclass
+class TrialResult:
+    number: int
+    value: float | None
+    params: dict
+    seconds: float | None
+    state: str
+
+
+@dataclass
+class SweepResult:
+    metric: str
+    trials: list[TrialResult]  # best first
+    best_config: Path
+    table: Path
+    plot: Path | None
+
+
+def _trial_config(base: dict, params: dict, output: Path) -> dict:
+    return {**base, **params, "output": str(output), "overwrite": True, "progress": False}
+
+
+def run_trial(config: dict, threads: int | None = None) -> tuple[float, float, str]:
+    """Train one trial; return (metric value, seconds, metric name). Runs in-process or as a Ray task."""
+    import torch
+
+    from tunelab.train import TrainConfig, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    result = train(TrainConfig(**config))
+    return float(result.best_metrics[result.metric]), time.perf_counter() - started, result.metric
+
+
+def _metric_direction(base: dict) -> tuple[str, str]:
+    metric = base.get("metric", "auto")
+    name = metric if metric != "auto" else "accuracy"  # resolved per task by train(); accuracy for classifiers
+    return name, "minimize" if metric in ("loss", "mse") else "maximize"
+
+
+def _open_study(config: SweepConfig):
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = Path(config.study_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / 'study.db'}")
+    if config.method == "grid":
+        # The grid is walked here (see _grid_proposer); enqueued parameters bypass the sampler.
+        sampler = optuna.samplers.RandomSampler(seed=config.seed)
+    elif config.method == "random":
+        # Reseeded by the trials already in the study, so a restart does not propose them again.
+        existing = 0
+        try:
+            existing = len(optuna.load_study(study_name=STUDY_NAME, storage=storage).trials)
+        except KeyError:
+            pass
+        sampler = optuna.samplers.RandomSampler(seed=config.seed + existing)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=min(5, config.trials or 5))
+    _, direction = _metric_direction(config.base)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, direction=direction,
+                                load_if_exists=True)
+    saved_space = study.user_attrs.get("space")
+    if saved_space is not None and saved_space != config.space:
+        raise TunelabError(f"{folder} holds a sweep over another search space ({saved_space}); "
+                           "use a new --study folder or the same options")
+    study.set_user_attr("space", config.space)
+    # A trial that was running when the sweep was killed never finished: mark it failed so it runs again.
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    distributions = {name: CategoricalDistribution(values) for name, values in config.space.items()}
+    return study, distributions
+
+
+def run_sweep(config: SweepConfig) -> SweepResult:
+    """Run the trials that are not finished yet; write results.csv, sweep.png and best.yaml."""
+    from optuna.trial import TrialState
+
+    config.check()
+    study, distributions = _open_study(config)
+    folder = Path(config.study_dir)
+    done = len(study.get_trials(states=(TrialState.COMPLETE,)))
+    todo = max(config.total_trials - done, 0)
+    logger.info("sweep %s: %d of %d trials finished, %d to run (%s, %s backend)", folder, done,
+                config.total_trials, todo, config.method, config.backend)
+    if todo:
+        runner = _run_ray if config.backend == "ray" else _run_local
+        runner(config, _proposer(config, study, distributions), study, todo)
+    return _report(config, study)
+
+
+def _proposer(config: SweepConfig, study, distributions):
+    """A function that starts the next trial: the next unfinished grid point, or the sampler's choice."""
+    import itertools
+
+    from optuna.trial import TrialState
+
+    if config.method != "grid":
+        return lambda: study.ask(distributions)
+    finished = [t.params for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    names = list(config.space)
+    pending = [dict(zip(names, values)) for values in itertools.product(*config.space.values())]
+    pending = [p for p in pending if p not in finished]  # failed and killed points run again
+
+    def next_trial():
+        study.enqueue_trial(pending.pop(0))
+        return study.ask(distributions)
+
+    return next_trial
+
+
+def _tell(study, trial, outcome) -> None:
+    from optuna.trial import TrialState
+
+    if isinstance(outcome, BaseException):
+        study.tell(trial, state=TrialState.FAIL)
+        logger.warning("trial %d failed: %s", trial.number, outcome)
+        if isinstance(outcome, TunelabError):
+            raise outcome  # bad input fails every trial alike: stop with its message
+        return
+    value, seconds, metric = outcome
+    trial.set_user_attr("seconds", seconds)
+    trial.set_user_attr("metric", metric)
+    study.tell(trial, value)
+    logger.info("trial %d: %s %.4f with %s", trial.number, metric, value, trial.params)
+
+
+def _run_local(config: SweepConfig, propose, study, todo: int) -> None:
+    for _ in range(todo):
+        trial = propose()
+        output = Path(config.study_dir) / "trials" / f"trial-{trial.number:03d}"
+        try:
+            outcome = run_trial(_trial_config(config.base, trial.params, output))
+        except Exception as exc:  # noqa: BLE001 - recorded as a failed trial
+            outcome = exc
+        _tell(study, trial, outcome)
+
+
+def _run_ray(config: SweepConfig, propose, study, todo: int) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise TunelabError("--backend ray needs Ray; install it with: pip install 'ray[default]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        # Joins the cluster in RAY_ADDRESS when set, else starts a local one.
+        ray.init(num_cpus=None if "RAY_ADDRESS" in os.environ else config.parallel,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    remote = ray.remote(num_cpus=1)(run_trial)
+    threads = config.base.get("threads") or 1  # one core per trial unless told otherwise
+    try:
+        pending: dict = {}
+        asked = 0
+        while asked < todo or pending:
+            while asked < todo and len(pending) < config.parallel:
+                trial = propose()
+                output = Path(config.study_dir).resolve() / "trials" / f"trial-{trial.number:03d}"
+                pending[remote.remote(_trial_config(config.base, trial.params, output), threads)] = trial
+                asked += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            trial = pending.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - a failed task
+                cause = getattr(exc, "cause", None)
+                outcome = cause if isinstance(cause, TunelabError) else exc
+            _tell(study, trial, outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _report(config: SweepConfig, study) -> SweepResult:
+    import yaml
+    from optuna.trial import TrialState
+
+    metric, direction = _metric_direction(config.base)
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state in (TrialState.COMPLETE, TrialState.FAIL):
+            metric = trial.user_attrs.get("metric", metric)
+            rows.append(TrialResult(trial.number, trial.value, dict(trial.params), trial.user_attrs.get("seconds"),
+                                    trial.state.name.lower()))
+    sign = -1 if direction == "maximize" else 1
+    rows.sort(key=lambda r: (r.value is None, sign * (r.value or 0), r.number))
+    folder = Path(config.study_dir)
+    names = list(config.space)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["rank", "trial", metric, *names, "seconds", "state"])
+    for rank, row in enumerate(rows, 1):
+        writer.writerow([rank, row.number, "" if row.value is None else f"{row.value:.6f}",
+                         *(row.params.get(n, "") for n in names),
+                         "" if row.seconds is None else f"{row.seconds:.1f}", row.state])
+    table = folder / "results.csv"
+    atomic_write_text(table, buffer.getvalue())
+    complete = [r for r in rows if r.value is not None]
+    if not complete:
+        raise TunelabError(f"no trial of {folder} finished; see the warnings above")
+    best = complete[0]
+    best_values = {k: v for k, v in config.base.items() if k not in ("output", "overwrite", "progress")}
+    best_values.update(best.params)
+    best_config = folder / "best.yaml"
+    atomic_write_text(best_config, f"# best of {len(complete)} trials: {metric} {best.value:.4f} (trial "
+                                   f"{best.number})\n" + yaml.safe_dump(best_values, sort_keys=False))
+    plot = _plot(complete, metric, folder / "sweep.png")
+    return SweepResult(metric=metric, trials=rows, best_config=best_config, table=table, plot=plot)
+
+
+def _plot(rows: list[TrialResult], metric: str, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    labels = [", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items())
+              for r in rows]
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.35 * len(rows) + 1)))
+    ax.barh(range(len(rows)), [r.value for r in rows], color="#3b6fd8")
+    ax.set_yticks(range(len(rows)), [f"#{r.number}: {label}" for r, label in zip(rows, labels)], fontsize=7)
+    ax.invert_yaxis()
+    low = min(r.value for r in rows)
+    ax.set_xlim(left=max(0.0, low - 0.05 * abs(low) - 0.01))
+    ax.set(xlabel=metric, title=f"Sweep: {metric} by trial (best first)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def format_table(result: SweepResult) -> str:
+    """The results as an aligned text table, best first."""
+    if not result.trials:
+        return "(no trials)"
+    names = list(result.trials[0].params) or []
+    header = ["rank", "trial", result.metric, *names, "seconds", "state"]
+    lines = [header]
+    for rank, row in enumerate(result.trials, 1):
+        lines.append([str(rank), str(row.number), "-" if row.value is None else f"{row.value:.4f}",
+                      *(f"{row.params.get(n):g}" if isinstance(row.params.get(n), float) else str(row.params.get(n))
+                        for n in names),
+                      "-" if row.seconds is None else f"{row.seconds:.0f}", row.state])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)

@@ -1,0 +1,55 @@
+"""`accelerate launch --num_processes 2 --cpu` runs the same `tunelab train`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunelab.data import DataSpec, load_task_data
+from tunelab.evaluation import evaluate_checkpoint
+from tunelab.predict import load
+
+
+@pytest.mark.parametrize("launcher", ["mpi", "torchrun"])
+def test_two_process_ddp_run_saves_the_checkpoint_its_metrics_describe(tiny_bert, sentiment_csv, tmp_path, launcher):
+    accelerate = Path(sys.executable).with_name("accelerate")
+    run = tmp_path / "ddp"
+    if launcher == "mpi":
+        # accelerate's multi-CPU launcher: `--cpu --num_processes N` starts the processes through mpirun.
+        if not shutil.which("mpirun"):
+            pytest.skip("needs Open MPI's mpirun (make test installs openmpi-bin)")
+        hostfile = tmp_path / "hostfile"
+        hostfile.write_text("localhost slots=2\n")
+        how = ["--cpu", "--mpirun_hostfile", str(hostfile)]
+    else:
+        how = ["--multi_gpu"]  # torchrun-style processes; tunelab joins them in a gloo group on the CPU
+    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", *how,
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tunelab.cli", "train",
+               "--data", str(sentiment_csv), "--model", tiny_bert, "--output", str(run), "--epochs", "3",
+               "--batch-size", "8", "--learning-rate", "3e-3", "--threads", "1", "--no-progress", "--save-every", "4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("validation accuracy:") == 1  # only the main process prints
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["resolved"]["num_processes"] == 2
+    evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "eval_loss" in r]
+    assert len(evals) == 3  # one per epoch, written once
+    info = json.loads((run / "best" / "tunelab.json").read_text())
+    # Rebuild the validation rows the run used, and score the saved best checkpoint on them.
+    data = load_task_data(DataSpec(str(sentiment_csv), seed=config["seed"]))
+    validation = tmp_path / "val.csv"
+    data.validation.assign(label=[data.label_names[i] for i in data.validation["label"]]).to_csv(validation, index=False)
+    result = evaluate_checkpoint(load(run / "best"), DataSpec(str(validation)))
+    assert result.rows == len(data.validation)
+    assert result.metrics["accuracy"] == pytest.approx(info["metrics"]["accuracy"], abs=1e-6)
+    assert result.metrics["f1"] == pytest.approx(info["metrics"]["f1"], abs=1e-6)
+    assert list((run / "state").glob("step-*"))

@@ -1,0 +1,83 @@
+"""Sweeps on a tiny model: grid over six trials, local and on a local Ray, resumable."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import yaml
+
+from conftest import run_cli
+from tunelab.sweep import SweepConfig, run_sweep
+
+SPACE = {"epochs": [1, 2], "learning_rate": [1e-3, 3e-3, 5e-3], "warmup_steps": [0], "weight_decay": [0.01]}
+
+
+def base(data, model) -> dict:
+    return {"data": str(data), "model": model, "batch_size": 16, "threads": 1, "logging_steps": 5}
+
+
+def read_table(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_local_grid_sweep_table_plot_best_config_and_resume(sentiment_csv, tiny_bert, tmp_path, capsys):
+    study = tmp_path / "study"
+    first = run_sweep(SweepConfig(base=base(sentiment_csv, tiny_bert), study_dir=str(study), space=SPACE, trials=3))
+    assert len([t for t in first.trials if t.state == "complete"]) == 3
+    # Run again asking for the whole grid: only the three missing trials run.
+    result = run_sweep(SweepConfig(base=base(sentiment_csv, tiny_bert), study_dir=str(study), space=SPACE))
+    assert len(result.trials) == 6 and len(list((study / "trials").iterdir())) == 6
+    assert {(t.params["epochs"], t.params["learning_rate"]) for t in result.trials} == {
+        (e, lr) for e in SPACE["epochs"] for lr in SPACE["learning_rate"]}
+    rows = read_table(result.table)
+    values = [float(r["accuracy"]) for r in rows]
+    assert values == sorted(values, reverse=True) and rows[0]["rank"] == "1"
+    best = yaml.safe_load(result.best_config.read_text())
+    assert best["learning_rate"] == result.trials[0].params["learning_rate"] and best["data"] == str(sentiment_csv)
+    assert result.plot.stat().st_size > 5000
+    # The best config trains as it is.
+    code, out, err = run_cli(["train", "--config", result.best_config, "--output", tmp_path / "best-run",
+                              "--no-progress"], capsys)
+    assert code == 0, err
+
+
+def test_a_trial_killed_while_running_runs_again(sentiment_csv, tiny_bert, tmp_path):
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    study_dir = tmp_path / "study"
+    config = SweepConfig(base=base(sentiment_csv, tiny_bert), study_dir=str(study_dir), space=SPACE, trials=2)
+    run_sweep(config)
+    # Simulate a sweep killed mid-trial: a trial left RUNNING in the database.
+    study = optuna.load_study(study_name="tunelab", storage=f"sqlite:///{study_dir / 'study.db'}")
+    study.ask({k: CategoricalDistribution(v) for k, v in SPACE.items()})
+    result = run_sweep(SweepConfig(**{**config.__dict__, "trials": 3}))
+    states = sorted(t.state for t in result.trials)
+    assert states == ["complete", "complete", "complete", "fail"]
+
+
+def test_cli_sweep_and_bad_options(sentiment_csv, tiny_bert, tmp_path, capsys):
+    code, out, err = run_cli(["sweep", "--study", tmp_path / "s", "--data", sentiment_csv, "--model", tiny_bert,
+                              "--method", "random", "--trials", "2", "--epochs", "1", "--learning-rates", "1e-3,3e-3",
+                              "--warmup-steps", "0", "--weight-decays", "0"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0].split()[:3] == ["rank", "trial", "accuracy"] and "best config:" in out
+    code, _, err = run_cli(["sweep", "--study", tmp_path / "t", "--data", sentiment_csv, "--method", "bayes"], capsys)
+    assert code == 1 and "error: --method bayes needs --trials N" in err
+
+
+def test_ray_backend_same_table(sentiment_csv, tiny_bert, tmp_path):
+    pytest.importorskip("ray")
+    study = tmp_path / "ray-study"
+    result = run_sweep(SweepConfig(base=base(sentiment_csv, tiny_bert), study_dir=str(study), space=SPACE,
+                                   backend="ray", parallel=2))
+    assert len([t for t in result.trials if t.state == "complete"]) == 6
+    rows = read_table(result.table)
+    assert list(rows[0]) == ["rank", "trial", "accuracy", "epochs", "learning_rate", "warmup_steps", "weight_decay",
+                             "seconds", "state"]
+    assert (study / "best.yaml").exists()
+    again = run_sweep(SweepConfig(base=base(sentiment_csv, tiny_bert), study_dir=str(study), space=SPACE,
+                                  backend="ray", parallel=2))
+    assert len(again.trials) == 6  # nothing re-ran
