@@ -11,8 +11,14 @@ what=${1:-all}
 if [[ $what == sst2 || $what == all ]]; then
   # SST-2: 8,000 training rows (seeded sample), the full dev set, one epoch.
   $BIN/tunelab train --data "$DATA/sst2/train.tsv" --validation "$DATA/sst2/dev.tsv" \
-    --limit 8000 --epochs 1 --learning-rate 1e-4 --batch-size 32 \
-    --output runs/bench-sst2-8k --overwrite --no-progress
+    --limit 8000 --epochs 1 --learning-rate 1.5e-4 --head-learning-rate 1e-3 --batch-size 32 --seed "${SEED:-42}" \
+    --output runs/bench-sst2-8k${SEED:+-s$SEED} --overwrite --no-progress
+fi
+if [[ $what == sst2-full ]]; then
+  # SST-2: the full training set (67,349 rows), one epoch.
+  $BIN/tunelab train --data "$DATA/sst2/train.tsv" --validation "$DATA/sst2/dev.tsv" \
+    --epochs 1 --learning-rate 1e-4 --head-learning-rate 1e-3 --batch-size 32 --eval-every 500 \
+    --output runs/bench-sst2-full --overwrite --no-progress
 fi
 if [[ $what == mrpc || $what == all ]]; then
   # MRPC: sentence pairs, the full training set, three epochs, best by F1.

@@ -1,0 +1,143 @@
+"""Load generator for `tunelab serve`: batched serving against batch size 1, on loopback only.
+
+    python bench/serve_load.py --checkpoint runs/bench-sst2-8k/best --texts ../shared/data/sst2/dev.tsv
+
+For each mode a server is started on 127.0.0.1, warmed up, then sent a fixed
+number of requests (one text each) by N concurrent clients, bounded in count
+and in time. Reports requests/s, p50/p95/p99 latency, the mean batch size the
+server ran, and that every request sent was answered (sent = received, no errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"  # loopback only
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def start(checkpoint: str, port: int, batch: int, wait_ms: float, backend: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tunelab.cli", "serve", checkpoint, "--host", HOST, "--port", str(port),
+               "--max-batch-size", str(batch), "--max-wait-ms", str(wait_ms), "--backend", backend,
+               "--max-queue", "4096"]
+    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("server did not start")
+
+
+async def drive(port: int, texts: list[str], clients: int, requests: int, max_seconds: float) -> dict:
+    url = f"http://{HOST}:{port}/v1/classify"
+    latencies: list[float] = []
+    counts = {"sent": 0, "received": 0, "errors": 0}
+    next_index = 0
+    deadline = time.monotonic() + max_seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal next_index
+        while next_index < requests and time.monotonic() < deadline:
+            text = texts[next_index % len(texts)]
+            next_index += 1
+            counts["sent"] += 1
+            started = time.perf_counter()
+            try:
+                response = await http.post(url, json={"text": text})
+                if response.status_code == 200 and len(response.json()["predictions"]) == 1:
+                    counts["received"] += 1
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    counts["errors"] += 1
+            except httpx.HTTPError:
+                counts["errors"] += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {**counts, "seconds": elapsed, "requests_per_s": counts["received"] / elapsed,
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan")}
+
+
+def batch_stats(port: int) -> tuple[float, float]:
+    text = httpx.get(f"http://{HOST}:{port}/metrics").text
+    total = float(re.search(r"^tunelab_batch_size_sum ([\d.e+]+)$", text, re.M).group(1))
+    count = float(re.search(r"^tunelab_batch_size_count ([\d.e+]+)$", text, re.M).group(1))
+    return total, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--texts", required=True, help="TSV with a text column (GLUE style)")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--max-seconds", type=float, default=120)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=5)
+    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    with open(args.texts, encoding="utf-8") as handle:
+        texts = [row[args.text_column] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+    rows = []
+    for name, batch, wait in (("batched", args.batch_size, args.max_wait_ms), ("batch size 1", 1, 0)):
+        port = free_port()
+        server = start(args.checkpoint, port, batch, wait, args.backend)
+        try:
+            asyncio.run(drive(port, texts, 4, 40, 30))  # warm-up
+            before = batch_stats(port)
+            result = asyncio.run(drive(port, texts, args.clients, args.requests, args.max_seconds))
+            after = batch_stats(port)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        result["mode"] = f"{name} (max batch {batch}, wait {wait:g} ms)"
+        result["mean_batch"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
+        rows.append(result)
+    rows[0]["speedup"], rows[1]["speedup"] = rows[0]["requests_per_s"] / rows[1]["requests_per_s"], 1.0
+    print(f"{args.clients} concurrent clients, {args.requests} requests per mode, one text each, {args.backend}")
+    print("| mode | sent | received | errors | requests/s | vs batch 1 | p50 ms | p95 ms | p99 ms | mean batch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['sent']} | {r['received']} | {r['errors']} | {r['requests_per_s']:.1f} | "
+              f"{r['speedup']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['mean_batch']:.1f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
