@@ -115,20 +115,26 @@ def test_evaluate_rejects_labels_the_checkpoint_does_not_know(trained_run, tmp_p
     assert "error: label 'neg' (1 rows), 'pos' (1 rows) is not one the checkpoint knows (negative, positive)" in err
 
 
-def test_onnx_int8_fast_path_matches_torch(trained_run, capsys):
+def test_onnx_int8_fast_path_matches_torch(trained_run, capsys, tmp_path):
+    import shutil
+
     from tunelab.export import onnx_path
 
-    code, out, err = run_cli(["export", trained_run.best_dir], capsys)
+    checkpoint = tmp_path / "ckpt"  # a copy: the export is written beside the checkpoint
+    shutil.copytree(trained_run.best_dir, checkpoint)
+    assert tunelab.load(checkpoint).backend == "torch"  # auto: no export yet
+    code, out, err = run_cli(["export", checkpoint], capsys)
     assert code == 0, err
-    assert onnx_path(trained_run.best_dir).exists() and out.startswith("wrote ")
+    assert onnx_path(checkpoint).exists() and out.startswith("wrote ")
     texts = ["the movie was really great and superb", "awful", "dull weak film", "lovely fun", "fine plot"]
-    fast = tunelab.load(trained_run.best_dir, backend="onnx")
-    slow = tunelab.load(trained_run.best_dir)
+    fast = tunelab.load(checkpoint)  # auto picks the export up
+    assert fast.backend == "onnx"
+    slow = tunelab.load(checkpoint, backend="torch")
     np.testing.assert_allclose(fast.logits(texts), slow.logits(texts), atol=0.05)
     assert [p.label for p in fast.predict(texts)] == [p.label for p in slow.predict(texts)]
-    code, out, _ = run_cli(["predict", trained_run.best_dir, "great fun", "--backend", "onnx", "-f", "jsonl"], capsys)
+    code, out, _ = run_cli(["predict", checkpoint, "great fun", "--backend", "onnx", "-f", "jsonl"], capsys)
     assert json.loads(out)["label"] == "positive"
     # The export sits beside the checkpoint and does not disturb it for transformers.
     from transformers import pipeline
 
-    assert pipeline("text-classification", model=str(trained_run.best_dir))("great fun")[0]["label"] == "positive"
+    assert pipeline("text-classification", model=str(checkpoint))("great fun")[0]["label"] == "positive"

@@ -62,8 +62,18 @@ def encode(
     text_pairs: Sequence[str] | None,
     max_length: int,
     labels: Sequence | None = None,
+    via_datasets: bool = True,
 ) -> Encoded:
-    """Tokenize rows (pairs produce token_type_ids) through datasets.map(batched=True)."""
+    """Tokenize rows (pairs produce token_type_ids) through datasets.map(batched=True).
+
+    `via_datasets=False` calls the fast tokenizer directly: for prediction, where the
+    datasets round trip (tens of milliseconds) would dominate small requests.
+    """
+    labels = list(labels) if labels is not None else None
+    if not via_datasets:
+        out = tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, truncation=True,
+                        max_length=max_length, padding=False)
+        return Encoded({name: out[name] for name in MODEL_INPUTS if name in out}, labels)
     import datasets
 
     columns = {"text": list(texts)}
@@ -79,7 +89,7 @@ def encode(
     # In memory only: these frames are small, and a cache file per run would pile up.
     ds = ds.map(tokenize, batched=True, batch_size=1000, remove_columns=list(columns), keep_in_memory=True)
     features = {name: ds[name] for name in MODEL_INPUTS if name in ds.column_names}
-    return Encoded(features, list(labels) if labels is not None else None)
+    return Encoded(features, labels)
 
 
 def encode_frame(tokenizer, frame: pd.DataFrame, max_length: int) -> Encoded:

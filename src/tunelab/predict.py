@@ -16,7 +16,7 @@ from tunelab.modeling import check_checkpoint, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 @dataclass
@@ -42,10 +42,15 @@ class Predictor:
         self.collator = Collator(tokenizer.pad_token_id or 0)
         # The ONNX Runtime fast path, when chosen; the torch model still supplies config and labels.
         self.runner = runner
+        self.backend = "onnx" if runner is not None else "torch"
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, backend: str = "torch", **kwargs) -> "Predictor":
-        """Load a checkpoint; backend "onnx" runs the int8 ONNX export (made on first use)."""
+    def from_pretrained(cls, path: str | Path, backend: str = "auto", **kwargs) -> "Predictor":
+        """Load a checkpoint for prediction.
+
+        backend "onnx" runs the int8 ONNX export (made on first use); "auto" uses it when
+        `tunelab export` has written one, PyTorch otherwise; "torch" always uses PyTorch.
+        """
         from transformers import AutoModelForSequenceClassification
 
         if backend not in BACKENDS:
@@ -56,6 +61,10 @@ class Predictor:
         except (OSError, ValueError) as exc:
             raise TunelabError(f"could not load the model in {path}: {str(exc).splitlines()[0]}") from None
         runner = None
+        if backend == "auto":
+            from tunelab.export import onnx_path
+
+            backend = "onnx" if onnx_path(path).exists() and _has_onnxruntime() else "torch"
         if backend == "onnx":
             from tunelab.export import OnnxRunner, export_onnx, onnx_path
 
@@ -64,7 +73,9 @@ class Predictor:
                 logger.info("no ONNX export in %s yet: exporting (once)", path)
                 exported = export_onnx(path)
             runner = OnnxRunner(exported, threads=torch.get_num_threads())
-        return cls(model, load_tokenizer(str(path)), runner=runner, **kwargs)
+        predictor = cls(model, load_tokenizer(str(path)), runner=runner, **kwargs)
+        predictor.backend = backend
+        return predictor
 
     @property
     def is_regression(self) -> bool:
@@ -86,7 +97,7 @@ class Predictor:
                 raise TunelabError(f"input {i + 1} is empty; give non-empty texts")
         if not texts:
             return np.zeros((0, self.model.config.num_labels), dtype=np.float32)
-        encoded = encode(self.tokenizer, texts, text_pairs, self.max_length)
+        encoded = encode(self.tokenizer, texts, text_pairs, self.max_length, via_datasets=False)
         loader = make_loader(encoded, self.batch_size, self.collator, shuffle=False)
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
         for indices, batch in zip(loader.batch_sampler, loader):
@@ -108,6 +119,12 @@ class Predictor:
             Prediction(names[int(p.argmax())], float(p.max()), {n: float(x) for n, x in zip(names, p)})
             for p in probabilities
         ]
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def load(path: str | Path, **kwargs) -> Predictor:

@@ -39,7 +39,7 @@ class ServeConfig:
     max_texts: int = 64
     max_chars: int = 5000
     timeout_s: float = 30.0
-    backend: str = "torch"
+    backend: str = "auto"
     max_new_tokens_limit: int = 256
 
     def check(self) -> None:
@@ -318,7 +318,8 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
     async def models():
         return {
             "classifier": {"path": config.checkpoint, "labels": None if predictor.is_regression else predictor.label_names,
-                           "max_length": predictor.max_length, "backend": config.backend},
+                           "max_length": predictor.max_length,
+                           "backend": getattr(predictor, "backend", config.backend)},
             "generator": {"name": config.generator} if generator is not None else None,
             "limits": {"max_texts": config.max_texts, "max_chars": config.max_chars,
                        "max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms},

@@ -65,7 +65,7 @@ def predict(
     text_pair_column: Optional[str] = typer.Option(None, help="Pair column of a table --input."),
     output_format: str = typer.Option("table", "--format", "-f", help="table, jsonl or csv."),
     batch_size: int = typer.Option(64, help="Batch size."),
-    backend: str = typer.Option("torch", help="torch, or onnx: the int8 ONNX Runtime fast path (exported on first use)."),
+    backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx (exported on first use)."),
 ) -> None:
     """Print the label name and its probability for each input."""
     if output_format not in FORMATS:

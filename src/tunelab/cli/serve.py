@@ -23,7 +23,7 @@ def serve(
     max_texts: int = typer.Option(64, help="Texts per request (413 above)."),
     max_chars: int = typer.Option(5000, help="Characters per text (422 above)."),
     timeout: float = typer.Option(30.0, help="Seconds before a request gets 504."),
-    backend: str = typer.Option("torch", help="torch, or onnx (the int8 fast path)."),
+    backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx."),
 ) -> None:
     """Serve /v1/classify with dynamic batching, /v1/generate, /healthz, /metrics, /docs and a playground at /."""
     from tunelab.serve import ServeConfig, serve as run
