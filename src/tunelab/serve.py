@@ -212,21 +212,7 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse(status_code=status, content={"error": message})
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        started = time.perf_counter()
-        path = request.url.path
-        endpoint = path if path in KNOWN_PATHS else "other"
-        if config.api_key and path.startswith("/v1/"):
-            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
-                response = error(401, "missing or wrong API key: send it in the X-API-Key header")
-                requests_total.labels(endpoint, "401").inc()
-                return response
-        response = await call_next(request)
-        requests_total.labels(endpoint, str(response.status_code)).inc()
-        latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Guard, api_key=config.api_key, requests_total=requests_total, latency=latency)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -334,6 +320,44 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
         return resources.files("tunelab").joinpath("static/playground.html").read_text(encoding="utf-8")
 
     return app
+
+
+class Guard:
+    """API key check and request metrics as plain ASGI middleware (much cheaper per request than
+    Starlette's BaseHTTPMiddleware, which matters when a request's model time is a few milliseconds)."""
+
+    def __init__(self, app, api_key: str | None, requests_total, latency):
+        self.app, self.api_key, self.requests_total, self.latency = app, api_key, requests_total, latency
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if path in KNOWN_PATHS else "other"
+        if self.api_key and path.startswith("/v1/"):
+            headers = dict(scope["headers"])
+            given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(b"Bearer ")
+            if not hmac.compare_digest(given, self.api_key.encode()):
+                body = b'{"error":"missing or wrong API key: send it in the X-API-Key header"}'
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                self.requests_total.labels(endpoint, "401").inc()
+                return
+        status = {"code": 500}
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.requests_total.labels(endpoint, str(status["code"])).inc()
+            self.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
 KNOWN_PATHS = {"/v1/classify", "/v1/generate", "/v1/attention", "/v1/models", "/healthz", "/metrics", "/"}
