@@ -300,8 +300,9 @@ def _plot(rows: list[TrialResult], metric: str, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    labels = [", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items())
-              for r in rows]
+    varying = [k for k in rows[0].params if len({r.params.get(k) for r in rows}) > 1]  # constants say nothing
+    labels = [", ".join(f"{k}={r.params[k]:g}" if isinstance(r.params[k], float) else f"{k}={r.params[k]}"
+                        for k in varying) for r in rows]
     fig, ax = plt.subplots(figsize=(9, max(2.5, 0.35 * len(rows) + 1)))
     ax.barh(range(len(rows)), [r.value for r in rows], color="#3b6fd8")
     ax.set_yticks(range(len(rows)), [f"#{r.number}: {label}" for r, label in zip(rows, labels)], fontsize=7)
@@ -311,7 +312,7 @@ def _plot(rows: list[TrialResult], metric: str, path: Path) -> Path | None:
     ax.set(xlabel=metric, title=f"Sweep: {metric} by trial (best first)")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
+    fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
     return path
