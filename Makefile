@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/tunelab train --data rotten-tomatoes --limit 4000 --epochs 2 --output runs/demo --overwrite
 	$(BIN)/tunelab predict runs/demo/best \
 		"A gripping, beautifully acted film that stays with you." \
-		"Two hours of my life I will never get back."
+		"A dull, lifeless film with a terrible script."
 
 # Debian's Chromium (the playground's browser test) and Open MPI (accelerate's multi-CPU launcher);
 # the tests that need them are skipped, with the reason, where they cannot be installed.
