@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from conftest import run_cli, sentiment_rows
 
@@ -23,7 +22,7 @@ def train_args(data, tiny_bert, tmp_path, *extra):
 
 
 def test_missing_file(tiny_bert, tmp_path, capsys):
-    line = fails_with(train_args(tmp_path / "nope.csv", tiny_bert, tmp_path), capsys,
+    fails_with(train_args(tmp_path / "nope.csv", tiny_bert, tmp_path), capsys,
                       f"error: file not found: {tmp_path / 'nope.csv'}; check the path")
     assert not (tmp_path / "run").exists()
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import pair_rows, sentiment_rows
+from conftest import sentiment_rows
 from tunelab.train import TrainConfig, train
 
 
