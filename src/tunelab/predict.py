@@ -64,7 +64,7 @@ class Predictor:
         if backend == "auto":
             from tunelab.export import onnx_path
 
-            backend = "onnx" if onnx_path(path).exists() and _has_onnxruntime() else "torch"
+            backend = "onnx" if onnx_path(path).exists() else "torch"
         if backend == "onnx":
             from tunelab.export import OnnxRunner, export_onnx, onnx_path
 
@@ -73,9 +73,7 @@ class Predictor:
                 logger.info("no ONNX export in %s yet: exporting (once)", path)
                 exported = export_onnx(path)
             runner = OnnxRunner(exported, threads=torch.get_num_threads())
-        predictor = cls(model, load_tokenizer(str(path)), runner=runner, **kwargs)
-        predictor.backend = backend
-        return predictor
+        return cls(model, load_tokenizer(str(path)), runner=runner, **kwargs)
 
     @property
     def is_regression(self) -> bool:
@@ -119,12 +117,6 @@ class Predictor:
             Prediction(names[int(p.argmax())], float(p.max()), {n: float(x) for n, x in zip(names, p)})
             for p in probabilities
         ]
-
-
-def _has_onnxruntime() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def load(path: str | Path, **kwargs) -> Predictor:
