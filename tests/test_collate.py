@@ -50,3 +50,17 @@ def test_length_grouped_batches_cover_every_row_once_and_reshuffle():
     random.Random(0).shuffle(shuffled)
     random_batches = [shuffled[i : i + 8] for i in range(0, 1000, 8)]
     assert spread(first) < spread(random_batches) / 5
+
+
+def test_prediction_batches_cover_every_row_once_with_little_padding():
+    from tunelab.collate import prediction_batches
+
+    lengths = [5, 40, 12, 38, 6, 30, 7, 41, 11, 8]
+    batches = prediction_batches(lengths, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in batches)
+    for batch in batches:
+        widest = lengths[batch[0]]
+        assert all(lengths[i] <= widest and lengths[i] >= widest * 2 / 3 for i in batch)
+    # Longest first: [41, 40, 38] fill a batch; 30 starts one and 12 is under 2/3 of it.
+    assert [[lengths[i] for i in b] for b in batches] == [[41, 40, 38], [30], [12, 11, 8], [7, 6, 5]]

@@ -134,3 +134,31 @@ def test_run_writes_loss_metric_and_confusion_plots(trained_run):
     for name in ("loss.png", "metrics.png", "confusion_matrix.png"):
         with Image.open(plots / name) as image:
             assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
+
+
+def _rates(model, groups) -> dict[str, float]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: g.get("lr", "default") for g in groups for p in g["params"]}
+
+
+def test_layer_decay_lowers_the_rate_layer_by_layer(tiny_bert, tiny_gpt2):
+    from transformers import AutoModelForSequenceClassification
+
+    from tunelab.train import _param_groups
+
+    bert = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    rates = _rates(bert, _param_groups(bert, 0.01, head_learning_rate=1e-3, learning_rate=1e-4, layer_decay=0.5))
+    assert rates["classifier.weight"] == rates["bert.pooler.dense.weight"] == 1e-3
+    assert rates["bert.encoder.layer.1.output.dense.weight"] == "default"  # the top layer: the base rate
+    assert rates["bert.encoder.layer.0.output.dense.weight"] == pytest.approx(0.5e-4)
+    assert rates["bert.embeddings.word_embeddings.weight"] == pytest.approx(0.25e-4)
+    assert rates["bert.embeddings.LayerNorm.weight"] == pytest.approx(0.25e-4)
+
+    gpt2 = AutoModelForSequenceClassification.from_pretrained(tiny_gpt2, num_labels=2)
+    rates = _rates(gpt2, _param_groups(gpt2, 0.01, learning_rate=1e-4, layer_decay=0.5))
+    assert rates["transformer.wte.weight"] == pytest.approx(0.25e-4)
+    assert rates["transformer.h.0.attn.c_attn.weight"] == pytest.approx(0.5e-4)
+    assert rates["transformer.h.1.attn.c_attn.weight"] == rates["score.weight"] == "default"
+
+    untouched = _rates(bert, _param_groups(bert, 0.01))
+    assert set(untouched.values()) == {"default"}

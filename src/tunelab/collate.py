@@ -167,6 +167,23 @@ class LengthGroupedBatches:
         return math.ceil(len(self.lengths) / self.batch_size)
 
 
+def prediction_batches(lengths: Sequence[int], batch_size: int, min_fill: float = 2 / 3) -> list[list[int]]:
+    """Indices sorted longest first, cut into batches of at most `batch_size` rows that also end before
+    a row shorter than `min_fill` times the batch's longest, so padding stays under a third.
+
+    A mixed bag of short and long texts (a serving micro-batch) padded as one batch is mostly padding:
+    32 SST-2 sentences ran 1.7x faster as 4-5 such batches than as one (BENCHMARKS.md).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and lengths[i] >= min_fill * lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def make_loader(encoded: Encoded, batch_size: int, collator: Collator, seed: int = 0, shuffle: bool = True,
                 group_by_length: bool = True) -> torch.utils.data.DataLoader:
     """A DataLoader over encoded rows; batch order depends on (seed, epoch) only, so runs can resume exactly."""

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from tunelab.collate import Collator, effective_max_length, encode, make_loader
+from tunelab.collate import Collator, effective_max_length, encode, prediction_batches
 from tunelab.errors import TunelabError
 from tunelab.modeling import check_checkpoint, load_tokenizer
 
@@ -86,7 +86,7 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> np.ndarray:
-        """Raw logits in input order; batches are sorted by length to avoid padding."""
+        """Raw logits in input order; rows are batched by length so that little padding is computed."""
         texts = list(texts)
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise TunelabError(f"{len(texts)} texts but {len(text_pairs)} pair texts; give one pair text per text")
@@ -96,9 +96,11 @@ class Predictor:
         if not texts:
             return np.zeros((0, self.model.config.num_labels), dtype=np.float32)
         encoded = encode(self.tokenizer, texts, text_pairs, self.max_length, via_datasets=False)
-        loader = make_loader(encoded, self.batch_size, self.collator, shuffle=False)
+        # Batches straight from the sorted indices: a DataLoader's setup would cost more than a
+        # one-sentence forward pass of the int8 model (the serving case).
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
-        for indices, batch in zip(loader.batch_sampler, loader):
+        for indices in prediction_batches(encoded.lengths, self.batch_size):
+            batch = self.collator([encoded[i] for i in indices])
             out[indices] = self.runner(batch) if self.runner else self.model(**batch).logits.float().numpy()
         return out
 

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -54,6 +55,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     learning_rate: float = 5e-5
     head_learning_rate: float | None = None  # None: the same as learning_rate
+    layer_decay: float = 1.0  # layer-wise learning-rate decay; 1.0: every layer at the same rate
     weight_decay: float = 0.01
     warmup_steps: int | None = None
     warmup_ratio: float = 0.1
@@ -88,6 +90,8 @@ class TrainConfig:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.head_learning_rate is not None and self.head_learning_rate <= 0:
             problems.append(f"--head-learning-rate must be positive, got {self.head_learning_rate}")
+        if not 0 < self.layer_decay <= 1:
+            problems.append(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
         if self.learning_rate <= 0:
             problems.append(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
@@ -213,25 +217,51 @@ def check_mixed_precision(mode: str) -> None:
 
 
 HEAD_PREFIXES = ("classifier", "score", "pre_classifier")
+# Where a transformer layer's index sits in parameter names: BERT "encoder.layer.3.", Llama "layers.3.",
+# GPT-2 "h.3.", T5 "block.3.".
+LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
+EMBEDDING_PARTS = {"embeddings", "embed_tokens", "embed_positions", "wte", "wpe"}
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rate: float | None = None) -> list[dict]:
-    """No weight decay on biases and normalization weights (all 1-D tensors); optionally a separate head rate.
+def _layer_scale(name: str, num_layers: int | None, layer_decay: float) -> float:
+    """Layer-wise learning-rate decay: the top layer and everything above it (pooler, head) get the full
+    rate, each layer below `layer_decay` times the rate of the one above, the embeddings the least."""
+    if layer_decay == 1.0 or not num_layers:
+        return 1.0
+    match = LAYER_INDEX.search(f".{name}")
+    if match:
+        depth = int(match.group(1)) + 1
+    elif EMBEDDING_PARTS.intersection(name.split(".")):
+        depth = 0
+    else:
+        return 1.0
+    return layer_decay ** (num_layers - depth)
 
-    The head is the randomly initialized classifier plus the pooler that feeds it.
+
+def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rate: float | None = None,
+                  learning_rate: float | None = None, layer_decay: float = 1.0) -> list[dict]:
+    """No weight decay on biases and normalization weights (all 1-D tensors); optionally a separate head
+    rate (the randomly initialized classifier plus the pooler that feeds it) and layer-wise decay.
+
+    Groups without "lr" take the optimizer's default rate.
     """
-    groups: dict[tuple[bool, bool], list] = {}
+    config = getattr(model, "config", None)
+    num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    groups: dict[tuple[bool, bool, float], list] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
         head = head_learning_rate is not None and (name.startswith(HEAD_PREFIXES) or ".pooler." in f".{name}")
         decays = not (parameter.ndim < 2 or "norm" in name.lower())
-        groups.setdefault((head, decays), []).append(parameter)
+        scale = _layer_scale(name, num_layers, layer_decay)
+        groups.setdefault((head, decays, scale), []).append(parameter)
     out = []
-    for (head, decays), params in groups.items():
+    for (head, decays, scale), params in groups.items():
         group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
         if head:
-            group["lr"] = head_learning_rate
+            group["lr"] = head_learning_rate * scale
+        elif scale != 1.0:
+            group["lr"] = learning_rate * scale
         out.append(group)
     return out
 
@@ -314,8 +344,9 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     # The fused kernel (CPU and CUDA) does the same update in one pass; on this class of CPU the
     # default multi-tensor AdamW step costs as much as a MiniLM forward and backward pass.
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay, config.head_learning_rate),
-                                  lr=config.learning_rate, fused=fused)
+    groups = _param_groups(model, config.weight_decay, config.head_learning_rate, config.learning_rate,
+                           config.layer_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused)
     # accelerate steps a prepared scheduler once per process at every optimizer step.
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup * processes, total_steps * processes)
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(

@@ -38,6 +38,7 @@ def train(
     eval_batch_size: int = typer.Option(128, help="Evaluation batch size."),
     learning_rate: float = typer.Option(5e-5, "--learning-rate", "--lr", help="Peak learning rate (AdamW)."),
     head_learning_rate: Optional[float] = typer.Option(None, help="Learning rate of the classifier head and pooler (default: --learning-rate)."),
+    layer_decay: float = typer.Option(1.0, help="Layer-wise learning-rate decay: each layer below the top trains at this times the rate of the one above (0.8 is common; 1 disables)."),
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay (not on biases and LayerNorm)."),
     warmup_steps: Optional[int] = typer.Option(None, help="Linear warm-up steps (overrides --warmup-ratio)."),
     warmup_ratio: float = typer.Option(0.1, help="Warm-up as a share of all steps."),
