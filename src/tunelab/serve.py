@@ -1,8 +1,9 @@
 """An HTTP API over a checkpoint: dynamic micro-batching, limits, metrics and a browser playground.
 
-Concurrent /v1/classify requests are queued and gathered into one forward pass
-(up to `max_batch_size` rows, waiting at most `max_wait_ms` for more). The
-model runs in a worker thread, off the event loop. The queue is bounded: when
+Concurrent /v1/classify requests are queued and gathered into one micro-batch
+(up to `max_batch_size` rows, waiting at most `max_wait_ms` for more), which the
+predictor runs as a few length-sorted forward passes. The model runs in a
+worker thread, off the event loop. The queue is bounded: when
 it is full the server answers 503 at once instead of growing without limit.
 """
 
