@@ -48,16 +48,13 @@ def main() -> None:
     for backend in ("torch", "onnx"):
         predictor = load(args.checkpoint, backend=backend)
 
-        def forward(batch):
-            return predictor.runner(batch) if predictor.runner else predictor.model(**batch).logits
-
         def run(group, cut) -> tuple[int, int, int]:
             """Tokenize, cut, pad, forward; return (batches, padded tokens, real tokens)."""
             encoded = encode(predictor.tokenizer, group, None, predictor.max_length, via_datasets=False)
             lengths = encoded.lengths
             count = padded = 0
             for indices in cut(lengths):
-                forward(predictor.collator([encoded[i] for i in indices]))
+                predictor.forward(predictor.collator([encoded[i] for i in indices]))
                 count += 1
                 padded += len(indices) * max(lengths[i] for i in indices)
             return count, padded, sum(lengths)

@@ -162,3 +162,14 @@ def test_layer_decay_lowers_the_rate_layer_by_layer(tiny_bert, tiny_gpt2):
 
     untouched = _rates(bert, _param_groups(bert, 0.01))
     assert set(untouched.values()) == {"default"}
+
+
+def test_layer_decay_reaches_the_optimizer(sentiment_csv, tiny_bert, tmp_path):
+    # With a tiny decay the embeddings (two layers below the top) barely move; the top layer trains.
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", epochs=1, layer_decay=1e-4))
+    before = load_file(f"{tiny_bert}/model.safetensors")
+    after = load_file(result.last_dir / "model.safetensors")
+    embedding = "embeddings.word_embeddings.weight"
+    top = "encoder.layer.1.output.dense.weight"
+    assert (after[f"bert.{embedding}"] - before[embedding]).abs().max() < 1e-6
+    assert (after[f"bert.{top}"] - before[top]).abs().max() > 1e-3

@@ -100,9 +100,13 @@ class Predictor:
         # one-sentence forward pass of the int8 model (the serving case).
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
         for indices in prediction_batches(encoded.lengths, self.batch_size):
-            batch = self.collator([encoded[i] for i in indices])
-            out[indices] = self.runner(batch) if self.runner else self.model(**batch).logits.float().numpy()
+            out[indices] = self.forward(self.collator([encoded[i] for i in indices]))
         return out
+
+    @torch.inference_mode()
+    def forward(self, batch: dict) -> np.ndarray:
+        """Logits of one padded batch, with the chosen backend."""
+        return self.runner(batch) if self.runner else self.model(**batch).logits.float().numpy()
 
     def predict(self, texts: Sequence[str] | str, text_pairs: Sequence[str] | str | None = None) -> list[Prediction]:
         """Label name, its probability and all probabilities, for each text (or pair)."""

@@ -394,6 +394,5 @@ def serve(config: ServeConfig) -> None:
     app = create_app(config)
     logger.info("serving %s on http://%s:%d (playground at /, API docs at /docs)", config.checkpoint, config.host,
                 config.port)
-    # "auto" picks uvloop and httptools (dependencies), uvicorn's faster event loop and HTTP parser.
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                loop="auto", http="auto")
+    # uvicorn picks up uvloop and httptools (dependencies), its faster event loop and HTTP parser.
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
