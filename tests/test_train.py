@@ -81,6 +81,17 @@ def test_freeze_encoder_trains_only_the_head(sentiment_csv, tiny_bert, tmp_path)
     assert any(n.startswith("classifier") for n in after)
 
 
+def test_freeze_embeddings_keeps_only_the_token_embeddings(sentiment_csv, tiny_bert, tmp_path):
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", freeze_embeddings=True, epochs=1))
+    before = load_file(f"{tiny_bert}/model.safetensors")
+    after = load_file(result.last_dir / "model.safetensors")
+    words = "embeddings.word_embeddings.weight"
+    assert torch.equal(before[words], after["bert." + words])
+    # Everything else still trains: position embeddings and the encoder.
+    for name in ("embeddings.position_embeddings.weight", "encoder.layer.0.attention.self.query.weight"):
+        assert not torch.equal(before[name], after["bert." + name])
+
+
 def test_from_scratch_starts_from_random_weights(sentiment_csv, tiny_bert, tmp_path):
     result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", from_scratch=True, epochs=1, max_steps=1,
                          learning_rate=1e-9))

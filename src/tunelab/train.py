@@ -68,6 +68,7 @@ class TrainConfig:
     patience: int | None = None
     from_scratch: bool = False
     freeze_encoder: bool = False
+    freeze_embeddings: bool = False
     group_by_length: bool = True
     threads: int | None = None
     overwrite: bool = False
@@ -107,6 +108,8 @@ class TrainConfig:
             problems.append(f"--metric must be one of {', '.join(known)}, got '{self.metric}'")
         if self.from_scratch and self.freeze_encoder:
             problems.append("--from-scratch and --freeze-encoder together would train a head on random features")
+        if self.from_scratch and self.freeze_embeddings:
+            problems.append("--from-scratch and --freeze-embeddings together would keep random token embeddings")
         try:
             self.data_spec().check()
         except Exception as exc:  # noqa: BLE001 - merged into one message below
@@ -323,7 +326,8 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     tokenizer = load_tokenizer(model_name)
     model = load_classifier(
         model_name, data.label_names, from_scratch=config.from_scratch,
-        freeze_encoder=config.freeze_encoder, label_values=data.label_values,
+        freeze_encoder=config.freeze_encoder, freeze_embeddings=config.freeze_embeddings,
+        label_values=data.label_values,
     )
     max_length = effective_max_length(tokenizer, model.config, config.max_length)
     metric = config.metric if config.metric != "auto" else ("pearson" if data.is_regression else "accuracy")

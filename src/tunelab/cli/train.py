@@ -51,6 +51,7 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Stop after N evaluations without improvement."),
     from_scratch: bool = typer.Option(False, help="Random weights from the model's config."),
     freeze_encoder: bool = typer.Option(False, help="Train only the classification head."),
+    freeze_embeddings: bool = typer.Option(False, help="Keep the token-embedding matrix pretrained (faster steps)."),
     group_by_length: bool = typer.Option(True, help="Batch rows of similar length (less padding)."),
     threads: Optional[int] = typer.Option(None, help="torch threads (default: torch's choice)."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
