@@ -26,18 +26,14 @@ from tunelab.data import load_task_data, DataSpec
 from tunelab.collate import encode_frame, make_loader, Collator
 from tunelab.modeling import load_classifier, load_tokenizer, resolve_model
 from tunelab.metrics import compute_metrics
+from tunelab.train import _param_groups
 from transformers import get_linear_schedule_with_warmup
 spec=DataSpec(source=a.data+"/train.tsv",validation=a.data+"/dev.tsv",limit=a.limit,seed=a.seed)
 data=load_task_data(spec); name=resolve_model(None); tok=load_tokenizer(name)
 model=load_classifier(name,data.label_names)
 col=Collator(tok.pad_token_id)
 tl=make_loader(encode_frame(tok,data.train,128),a.batch,col,a.seed); vl=make_loader(encode_frame(tok,data.validation,128),128,col,shuffle=False)
-groups=[]
-for n,prm in model.named_parameters():
-    head = n.startswith("classifier") or ".pooler." in "."+n
-    depth = 7 if head else (0 if "embeddings" in n else int(n.split("layer.")[1].split(".")[0])+1)
-    lr = a.head_lr if head else a.lr * a.llrd ** (6-depth+ (0 if depth else 0))
-    groups.append({"params":[prm],"lr":lr,"weight_decay":0.0 if prm.ndim==1 else 0.01})
+groups=_param_groups(model,0.01,a.head_lr,a.lr,a.llrd)  # tunelab train's groups and rates
 opt=torch.optim.AdamW(groups,lr=a.lr,fused=True)
 total=len(tl); sch=get_linear_schedule_with_warmup(opt,math.ceil(a.warmup*total),total)
 params=[p for p in model.parameters()]

@@ -92,6 +92,20 @@ def test_freeze_embeddings_keeps_only_the_token_embeddings(sentiment_csv, tiny_b
         assert not torch.equal(before[name], after["bert." + name])
 
 
+def test_freeze_embeddings_without_embeddings_says_so():
+    from tunelab.errors import TunelabError
+    from tunelab.modeling import freeze_input_embeddings
+
+    class NoEmbeddings(torch.nn.Module):
+        def get_input_embeddings(self):
+            raise NotImplementedError
+
+    with pytest.raises(TunelabError) as error:
+        freeze_input_embeddings(NoEmbeddings())
+    assert str(error.value) == ("cannot find the input embeddings of NoEmbeddings to freeze; "
+                                "train without --freeze-embeddings")
+
+
 def test_from_scratch_starts_from_random_weights(sentiment_csv, tiny_bert, tmp_path):
     result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", from_scratch=True, epochs=1, max_steps=1,
                          learning_rate=1e-9))

@@ -133,11 +133,14 @@ def freeze_input_embeddings(model) -> None:
     few hundred of its rows; training it costs a dense gradient, clipping and an AdamW update of every
     row at every step. Frozen, words the training data never shows keep their pretrained place.
     """
-    embeddings = model.get_input_embeddings()
-    if embeddings is None:
-        raise TunelabError(f"cannot find the input embeddings of {type(model).__name__} to freeze")
-    embeddings.weight.requires_grad_(False)
-    logger.info("input embeddings frozen (%d parameters)", embeddings.weight.numel())
+    try:
+        # transformers raises NotImplementedError for architectures it cannot find them in.
+        weight = model.get_input_embeddings().weight
+    except (NotImplementedError, AttributeError):
+        raise TunelabError(f"cannot find the input embeddings of {type(model).__name__} to freeze; "
+                           "train without --freeze-embeddings") from None
+    weight.requires_grad_(False)
+    logger.info("input embeddings frozen (%d parameters)", weight.numel())
 
 
 def freeze_all_but_head(model) -> None:
