@@ -126,11 +126,12 @@ def test_existing_run_folder_is_not_overwritten(tiny_bert, tmp_path, capsys, sen
 def test_bad_options_are_reported_together(tiny_bert, tmp_path, capsys, sentiment_csv):
     line = fails_with(train_args(sentiment_csv, tiny_bert, tmp_path, "--epochs", "0", "--learning-rate", "-1",
                                  "--metric", "bleu", "--layer-decay", "1.5", "--from-scratch",
-                                 "--freeze-embeddings"), capsys,
+                                 "--freeze-embeddings", "--label-smoothing", "1"), capsys,
                       "--epochs must be at least 1, got 0")
     assert "--learning-rate must be positive" in line and "--metric must be one of" in line
     assert "--layer-decay must be in (0, 1], got 1.5" in line
     assert "--from-scratch and --freeze-embeddings together would keep random token embeddings" in line
+    assert "--label-smoothing must be in [0, 1), got 1.0" in line
 
 
 def test_predict_empty_text(trained_run, capsys):

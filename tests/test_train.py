@@ -106,6 +106,35 @@ def test_freeze_embeddings_without_embeddings_says_so():
                                 "train without --freeze-embeddings")
 
 
+def test_label_smoothing_is_cross_entropy_against_smoothed_targets(tiny_bert):
+    from tunelab.modeling import load_classifier
+    from tunelab.train import training_loss
+
+    torch.manual_seed(0)
+    model = load_classifier(tiny_bert, ["negative", "positive", "neutral"]).eval()
+    batch = {"input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor([2, 0])}
+    assert torch.equal(training_loss(model, batch), model(**batch).loss)
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    # By hand: the true class gets 1 - 0.3 + 0.3/3, each other class 0.3/3.
+    targets = torch.full((2, 3), 0.1)
+    targets[0, 2] = targets[1, 0] = 0.8
+    expected = -(targets * logits.log_softmax(-1)).sum(-1).mean()
+    assert torch.allclose(training_loss(model, batch, 0.3), expected, atol=1e-6)
+
+
+def test_label_smoothing_trains_and_evaluates_with_the_plain_loss(tiny_bert, tmp_path):
+    pd.DataFrame(sentiment_rows(320, seed=1)).to_csv(tmp_path / "train.csv", index=False)
+    result = train(quick(tmp_path / "train.csv", tiny_bert, tmp_path / "run", epochs=4, label_smoothing=0.1))
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) * 0.8
+    # With 10% smoothing over two classes the training loss cannot go below the targets' entropy, 0.1985 nats;
+    # the evaluation loss is plain cross-entropy, which can.
+    assert min(losses) > 0.1985 and result.best_metrics["accuracy"] >= 0.9
+    assert result.best_metrics["loss"] < 0.1985
+
+
 def test_from_scratch_starts_from_random_weights(sentiment_csv, tiny_bert, tmp_path):
     result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", from_scratch=True, epochs=1, max_steps=1,
                          learning_rate=1e-9))
@@ -150,6 +179,13 @@ def test_regression_on_scores(tmp_path, tiny_bert):
 
     prediction = load(result.best_dir).predict("great superb fun")[0]
     assert prediction.label is None and prediction.score > 2.0
+
+    from tunelab.errors import TunelabError
+
+    with pytest.raises(TunelabError) as error:
+        train(quick(tmp_path / "scores.csv", tiny_bert, tmp_path / "run2", label_smoothing=0.1))
+    assert str(error.value) == (f"--label-smoothing applies to classification, but {tmp_path / 'scores.csv'} "
+                                "has numeric labels (regression); drop --label-smoothing")
 
 
 def test_run_writes_loss_metric_and_confusion_plots(trained_run):

@@ -61,6 +61,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     grad_accum: int = 1
     max_grad_norm: float = 1.0
+    label_smoothing: float = 0.0  # classification only; the model's own loss when 0
     seed: int = 42
     eval_every: int | None = None  # steps; None evaluates at the end of every epoch
     logging_steps: int = 50
@@ -103,6 +104,10 @@ class TrainConfig:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_grad_norm < 0:
             problems.append(f"--max-grad-norm must not be negative, got {self.max_grad_norm}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        elif self.label_smoothing and self.task == "regression":
+            problems.append("--label-smoothing applies to classification; drop it for --task regression")
         known = ("auto", "loss") + CLASSIFICATION_METRICS + REGRESSION_METRICS
         if self.metric not in known:
             problems.append(f"--metric must be one of {', '.join(known)}, got '{self.metric}'")
@@ -269,6 +274,16 @@ def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rat
     return out
 
 
+def training_loss(model, batch: dict, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The model's own loss, or cross-entropy against smoothed labels (computed here: transformers'
+    classification heads take no smoothing argument). Evaluation always reports the plain loss."""
+    if not label_smoothing:
+        return model(**batch).loss
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    logits = model(**inputs).logits
+    return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], label_smoothing=label_smoothing)
+
+
 @torch.inference_mode()
 def evaluate_loader(model, loader, accelerator, num_labels: int) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """Loss and metrics over a whole loader, gathered across processes; also the logits and labels."""
@@ -331,6 +346,9 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     )
     max_length = effective_max_length(tokenizer, model.config, config.max_length)
     metric = config.metric if config.metric != "auto" else ("pearson" if data.is_regression else "accuracy")
+    if config.label_smoothing and data.is_regression:
+        raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has numeric labels "
+                           "(regression); drop --label-smoothing")
 
     collator = Collator(tokenizer.pad_token_id or 0, regression=data.is_regression)
     train_loader = make_loader(encode_frame(tokenizer, data.train, max_length), config.batch_size, collator,
@@ -431,7 +449,7 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
         epoch_done = False
         for batch in batches:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = training_loss(model, batch, config.label_smoothing)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

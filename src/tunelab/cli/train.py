@@ -44,6 +44,7 @@ def train(
     warmup_ratio: float = typer.Option(0.1, help="Warm-up as a share of all steps."),
     grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
     max_grad_norm: float = typer.Option(1.0, help="Gradient clipping norm (0 disables)."),
+    label_smoothing: float = typer.Option(0.0, help="Train classification against labels smoothed by this share (0.1 is common; 0 disables)."),
     seed: int = typer.Option(42, help="Random seed."),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps (default: every epoch)."),
     logging_steps: int = typer.Option(50, help="Log the training loss every N steps."),
