@@ -134,6 +134,12 @@ def test_bad_options_are_reported_together(tiny_bert, tmp_path, capsys, sentimen
     assert "--label-smoothing must be in [0, 1), got 1.0" in line
 
 
+def test_label_smoothing_with_forced_regression(tiny_bert, tmp_path, capsys, sentiment_csv):
+    fails_with(train_args(sentiment_csv, tiny_bert, tmp_path, "--task", "regression", "--label-smoothing", "0.1"),
+               capsys, "error: --label-smoothing applies to classification; drop it for --task regression")
+    assert not (tmp_path / "run").exists()
+
+
 def test_predict_empty_text(trained_run, capsys):
     fails_with(["predict", trained_run.best_dir, "fine", " "], capsys, "error: input 2 is empty; give non-empty texts")
 

@@ -337,6 +337,9 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     accelerator.wait_for_everyone()  # every process has checked the run folder before the main one writes
     set_seed(config.seed)
     data = data or load_task_data(config.data_spec())
+    if config.label_smoothing and data.is_regression:
+        raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has numeric labels "
+                           "(regression); drop --label-smoothing")
     model_name = resolve_model(config.model)
     tokenizer = load_tokenizer(model_name)
     model = load_classifier(
@@ -346,9 +349,6 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     )
     max_length = effective_max_length(tokenizer, model.config, config.max_length)
     metric = config.metric if config.metric != "auto" else ("pearson" if data.is_regression else "accuracy")
-    if config.label_smoothing and data.is_regression:
-        raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has numeric labels "
-                           "(regression); drop --label-smoothing")
 
     collator = Collator(tokenizer.pad_token_id or 0, regression=data.is_regression)
     train_loader = make_loader(encode_frame(tokenizer, data.train, max_length), config.batch_size, collator,
