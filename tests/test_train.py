@@ -135,6 +135,54 @@ def test_label_smoothing_trains_and_evaluates_with_the_plain_loss(tiny_bert, tmp
     assert result.best_metrics["loss"] < 0.1985
 
 
+def _backward_once(tiny_bert):
+    from accelerate import Accelerator
+
+    from tunelab.modeling import load_classifier
+
+    torch.manual_seed(0)
+    model = load_classifier(tiny_bert, ["negative", "positive"])
+    model.get_input_embeddings().weight.requires_grad_(False)
+    batch = {"input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor([1, 0])}
+    model(**batch).loss.backward()
+    return Accelerator(cpu=True), model
+
+
+def test_clip_gradients_matches_torch_and_leaves_small_gradients_alone(tiny_bert):
+    from tunelab.train import clip_gradients
+
+    accelerator, model = _backward_once(tiny_bert)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    assert "bert.embeddings.word_embeddings.weight" not in grads  # frozen: no gradient, not in the norm
+    norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads.values()])).item()
+
+    # Measuring only, or a bound above the norm: the norm comes back, the gradients stay as they were.
+    assert clip_gradients(accelerator, model, 0.0, measure=False) is None
+    assert clip_gradients(accelerator, model, 0.0) == pytest.approx(norm, rel=1e-6)
+    assert clip_gradients(accelerator, model, norm * 2) == pytest.approx(norm, rel=1e-6)
+    assert all(torch.equal(p.grad, grads[name]) for name, p in model.named_parameters() if p.grad is not None)
+
+    # A bound below the norm: the same gradients as torch's clip_grad_norm_ on an identical model.
+    assert clip_gradients(accelerator, model, norm / 4) == pytest.approx(norm, rel=1e-6)
+    _, reference = _backward_once(tiny_bert)
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), norm / 4)
+    expected = {name: p.grad for name, p in reference.named_parameters() if p.grad is not None}
+    clipped = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert clipped.keys() == expected.keys() and all(torch.equal(clipped[n], expected[n]) for n in expected)
+    total = torch.linalg.vector_norm(torch.stack([g.norm() for g in clipped.values()])).item()
+    assert total == pytest.approx(norm / 4, rel=1e-3)  # torch divides by norm + 1e-6
+
+
+def test_logged_steps_carry_the_gradient_norm_and_how_often_clipping_bound(sentiment_csv, tiny_bert, tmp_path):
+    tight = train(quick(sentiment_csv, tiny_bert, tmp_path / "tight", epochs=1, max_grad_norm=1e-6))
+    free = train(quick(sentiment_csv, tiny_bert, tmp_path / "free", epochs=1, max_grad_norm=0.0))
+    tight_logs = [r for r in tight.history if "loss" in r and "eval_loss" not in r]
+    free_logs = [r for r in free.history if "loss" in r and "eval_loss" not in r]
+    assert tight_logs and all(r["clipped"] == 1.0 and r["grad_norm"] > 1e-6 for r in tight_logs)
+    assert free_logs and all("clipped" not in r and r["grad_norm"] > 0 for r in free_logs)
+
+
 def test_from_scratch_starts_from_random_weights(sentiment_csv, tiny_bert, tmp_path):
     result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", from_scratch=True, epochs=1, max_steps=1,
                          learning_rate=1e-9))
