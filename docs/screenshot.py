@@ -23,7 +23,12 @@ def main(checkpoint: str, out: str = "docs/playground.png") -> None:
     server = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "serve", checkpoint, "--port", str(port)],
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
-        for _ in range(300):
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"tunelab serve exited with code {server.returncode}; see its output above")
+            if time.monotonic() > deadline:
+                raise SystemExit("tunelab serve did not answer /healthz within 60 s")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break
