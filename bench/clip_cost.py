@@ -11,7 +11,6 @@ Usage: python bench/clip_cost.py [--data ../shared/data/sst2] [--steps 40] [--ro
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -34,34 +33,24 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from accelerate import Accelerator
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tunelab.collate import LengthGroupedBatches
-    from tunelab.modeling import resolve_model
+    from tunelab.collate import Collator, encode_frame, make_loader
+    from tunelab.data import DataSpec, load_task_data
+    from tunelab.modeling import freeze_input_embeddings, load_classifier, load_tokenizer, resolve_model
     from tunelab.train import _param_groups
 
-    with open(Path(args.data) / "train.tsv", encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    # tunelab train's own pipeline: its data loading, model, frozen embeddings, parameter groups and batches.
+    data = load_task_data(DataSpec(str(Path(args.data) / "train.tsv"), validation=str(Path(args.data) / "dev.tsv")))
     name = resolve_model("minilm")
-    tokenizer = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=2)
-    model.get_input_embeddings().weight.requires_grad_(False)
+    tokenizer = load_tokenizer(name)
+    model = load_classifier(name, data.label_names)
+    freeze_input_embeddings(model)
     model.train()
     accelerator = Accelerator(cpu=True)
     optimizer = torch.optim.AdamW(_param_groups(model, 0.01, 1e-3, 1e-4, 0.8), lr=1e-4, fused=True)
     model, optimizer = accelerator.prepare(model, optimizer)
-
-    texts = [r["text"] for r in rows[:20000]]
-    labels = [int(r["label"]) for r in rows[:20000]]
-    encoded = tokenizer(texts, truncation=True, max_length=128)
-    order = LengthGroupedBatches([len(ids) for ids in encoded["input_ids"]], 16, seed=0).batches(0)
-    batches = []
-    for indices in order[: args.steps]:
-        batch = tokenizer.pad({"input_ids": [encoded["input_ids"][i] for i in indices],
-                               "attention_mask": [encoded["attention_mask"][i] for i in indices]},
-                              return_tensors="pt")
-        batch["labels"] = torch.tensor([labels[i] for i in indices])
-        batches.append(dict(batch))
+    loader = make_loader(encode_frame(tokenizer, data.train, 128), 16, Collator(tokenizer.pad_token_id))
+    batches = [batch for batch, _ in zip(loader, range(args.steps))]
 
     params = [p for p in model.parameters() if p.requires_grad]
     norms: list[float] = []

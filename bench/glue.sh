@@ -16,7 +16,7 @@ if [[ $what == sst2 || $what == all ]]; then
 fi
 if [[ $what == sst2-full ]]; then
   # SST-2: the full training set (67,349 rows), one epoch, layer-wise learning-rate decay, token embeddings frozen,
-  # no gradient clipping (at 1.0 it rescaled nearly every step and cost 12-17% of each one; BENCHMARKS.md).
+  # no gradient clipping (at 1.0 it rescaled nearly every step and cost 7-17% of each one; BENCHMARKS.md).
   $BIN/tunelab train --data "$DATA/sst2/train.tsv" --validation "$DATA/sst2/dev.tsv" \
     --epochs 1 --learning-rate 1e-4 --head-learning-rate 1e-3 --layer-decay 0.8 --batch-size 16 --eval-every 1000 \
     --freeze-embeddings --max-grad-norm 0 --seed "${SEED:-42}" --output runs/bench-sst2-full${SEED:+-s$SEED} --overwrite --no-progress

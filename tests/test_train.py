@@ -106,14 +106,19 @@ def test_freeze_embeddings_without_embeddings_says_so():
                                 "train without --freeze-embeddings")
 
 
+def tiny_batch(labels: list[int]) -> dict[str, torch.Tensor]:
+    """Two rows of the tiny vocabulary, the second one padded."""
+    return {"input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor(labels)}
+
+
 def test_label_smoothing_is_cross_entropy_against_smoothed_targets(tiny_bert):
     from tunelab.modeling import load_classifier
     from tunelab.train import training_loss
 
     torch.manual_seed(0)
     model = load_classifier(tiny_bert, ["negative", "positive", "neutral"]).eval()
-    batch = {"input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]),
-             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor([2, 0])}
+    batch = tiny_batch([2, 0])
     assert torch.equal(training_loss(model, batch), model(**batch).loss)
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     # By hand: the true class gets 1 - 0.3 + 0.3/3, each other class 0.3/3.
@@ -138,14 +143,12 @@ def test_label_smoothing_trains_and_evaluates_with_the_plain_loss(tiny_bert, tmp
 def _backward_once(tiny_bert):
     from accelerate import Accelerator
 
-    from tunelab.modeling import load_classifier
+    from tunelab.modeling import freeze_input_embeddings, load_classifier
 
     torch.manual_seed(0)
     model = load_classifier(tiny_bert, ["negative", "positive"])
-    model.get_input_embeddings().weight.requires_grad_(False)
-    batch = {"input_ids": torch.tensor([[2, 5, 7, 3], [2, 9, 3, 0]]),
-             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": torch.tensor([1, 0])}
-    model(**batch).loss.backward()
+    freeze_input_embeddings(model)
+    model(**tiny_batch([1, 0])).loss.backward()
     return Accelerator(cpu=True), model
 
 
