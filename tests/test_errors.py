@@ -126,12 +126,13 @@ def test_existing_run_folder_is_not_overwritten(tiny_bert, tmp_path, capsys, sen
 def test_bad_options_are_reported_together(tiny_bert, tmp_path, capsys, sentiment_csv):
     line = fails_with(train_args(sentiment_csv, tiny_bert, tmp_path, "--epochs", "0", "--learning-rate", "-1",
                                  "--metric", "bleu", "--layer-decay", "1.5", "--from-scratch",
-                                 "--freeze-embeddings", "--label-smoothing", "1"), capsys,
+                                 "--freeze-embeddings", "--label-smoothing", "1", "--lr-scheduler", "step"), capsys,
                       "--epochs must be at least 1, got 0")
     assert "--learning-rate must be positive" in line and "--metric must be one of" in line
     assert "--layer-decay must be in (0, 1], got 1.5" in line
     assert "--from-scratch and --freeze-embeddings together would keep random token embeddings" in line
     assert "--label-smoothing must be in [0, 1), got 1.0" in line
+    assert "--lr-scheduler must be one of linear, cosine, constant, got 'step'" in line
 
 
 def test_label_smoothing_with_forced_regression(tiny_bert, tmp_path, capsys, sentiment_csv):

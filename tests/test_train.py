@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import sentiment_rows
-from tunelab.train import TrainConfig, train
+from tunelab.train import TrainConfig, make_scheduler, train
 
 
 def quick(data, model, out, **overrides) -> TrainConfig:
@@ -184,6 +184,39 @@ def test_logged_steps_carry_the_gradient_norm_and_how_often_clipping_bound(senti
     free_logs = [r for r in free.history if "loss" in r and "eval_loss" not in r]
     assert tight_logs and all(r["clipped"] == 1.0 and r["grad_norm"] > 1e-6 for r in tight_logs)
     assert free_logs and all("clipped" not in r and r["grad_norm"] > 0 for r in free_logs)
+
+
+def rates(name: str, warmup: int, total: int) -> list[float]:
+    """The rate under make_scheduler before each of `total` steps and after the last, for a peak of 1."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, name, warmup, total)
+    out = [scheduler.get_last_lr()[0]]
+    for _ in range(total):
+        optimizer.step()
+        scheduler.step()
+        out.append(scheduler.get_last_lr()[0])
+    return out
+
+
+def test_lr_schedulers_warm_up_alike_then_take_their_shape():
+    linear, cosine, constant = (rates(name, 2, 10) for name in ("linear", "cosine", "constant"))
+    assert linear[:3] == cosine[:3] == constant[:3] == [0.0, 0.5, 1.0]
+    # Two, four and six steps after the warm-up, of eight: linear falls evenly, cosine stays higher
+    # first and lower at the end, constant stays at the peak.
+    assert linear[4] == pytest.approx(0.75) and cosine[4] == pytest.approx(0.5 + 0.5 ** 0.5 / 2)
+    assert linear[6] == pytest.approx(0.5) and cosine[6] == pytest.approx(0.5)
+    assert linear[8] == pytest.approx(0.25) and cosine[8] == pytest.approx(0.5 - 0.5 ** 0.5 / 2)
+    assert linear[10] == cosine[10] == 0.0 and constant[3:] == [1.0] * 8
+
+
+def test_a_run_follows_the_chosen_schedule(sentiment_csv, tiny_bert, tmp_path):
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", max_steps=8, warmup_steps=2, logging_steps=1,
+                         lr_scheduler="cosine", layer_decay=0.5, head_learning_rate=1e-2))
+    logged = [r["learning_rate"] for r in result.history if "loss" in r and "eval_loss" not in r]
+    # Each log comes after its step, so it shows the rate of the step that follows; it is the
+    # --learning-rate's, whatever the head and the lower layers run at.
+    assert logged == pytest.approx([3e-3 * r for r in rates("cosine", 2, 8)[1:]])
+    assert (yaml.safe_load((result.run_dir / "config.yaml").read_text())["lr_scheduler"]) == "cosine"
 
 
 def test_from_scratch_starts_from_random_weights(sentiment_csv, tiny_bert, tmp_path):

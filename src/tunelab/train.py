@@ -31,6 +31,9 @@ from tunelab.modeling import DEFAULT_MODEL, load_classifier, load_tokenizer, res
 logger = logging.getLogger(__name__)
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+# After the warm-up: linear decay to zero (the Trainer's default), half a cosine to zero (more steps near the
+# peak and more at a low rate at the end), or constant.
+LR_SCHEDULERS = ("linear", "cosine", "constant")
 STATE_DIR = "state"
 
 
@@ -59,6 +62,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int | None = None
     warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0  # classification only; the model's own loss when 0
@@ -102,6 +106,8 @@ class TrainConfig:
             problems.append(f"--warmup-steps must not be negative, got {self.warmup_steps}")
         if not 0 <= self.warmup_ratio < 1:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            problems.append(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")
         if self.max_grad_norm < 0:
             problems.append(f"--max-grad-norm must not be negative, got {self.max_grad_norm}")
         if not 0 <= self.label_smoothing < 1:
@@ -275,6 +281,24 @@ def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rat
     return out
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup_steps: int, total_steps: int):
+    """A linear warm-up to the peak rate, then `name` (one of LR_SCHEDULERS) over the remaining steps."""
+    from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
+                              get_linear_schedule_with_warmup)
+
+    if name == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup_steps)
+    schedule = get_cosine_schedule_with_warmup if name == "cosine" else get_linear_schedule_with_warmup
+    return schedule(optimizer, warmup_steps, total_steps)
+
+
+def rate_now(optimizer: torch.optim.Optimizer, peak: float) -> float:
+    """The scheduled --learning-rate now. Param groups may run at other rates (the head, layer decay), so
+    the first group's rate is read as a fraction of its own peak (set by the scheduler as initial_lr)."""
+    group = optimizer.param_groups[0]
+    return peak * group["lr"] / group["initial_lr"]
+
+
 def clip_gradients(accelerator, model: torch.nn.Module, max_norm: float, measure: bool = True) -> float | None:
     """Scale the gradients down to a total norm of `max_norm` (0: never) and return the norm before
     clipping; None when there is nothing to clip and `measure` is False (or the engine reports no norm).
@@ -327,7 +351,6 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
     config.check()
     check_mixed_precision(config.mixed_precision)
@@ -385,7 +408,7 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
                            config.layer_decay)
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused)
     # accelerate steps a prepared scheduler once per process at every optimizer step.
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup * processes, total_steps * processes)
+    scheduler = make_scheduler(optimizer, config.lr_scheduler, warmup * processes, total_steps * processes)
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, scheduler
     )
@@ -494,7 +517,7 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
                 speed = state.window_seen / max(now - window_start, 1e-9)
                 mean_loss = state.running_loss / state.running_count
                 record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": mean_loss,
-                          "learning_rate": scheduler.get_last_lr()[0], "samples_per_s": speed}
+                          "learning_rate": rate_now(optimizer, config.learning_rate), "samples_per_s": speed}
                 if grad_norm is not None:
                     record["grad_norm"] = grad_norm  # before clipping, at this step (as the Trainer logs it)
                 if config.max_grad_norm:

@@ -42,6 +42,7 @@ def train(
     weight_decay: float = typer.Option(0.01, help="AdamW weight decay (not on biases and LayerNorm)."),
     warmup_steps: Optional[int] = typer.Option(None, help="Linear warm-up steps (overrides --warmup-ratio)."),
     warmup_ratio: float = typer.Option(0.1, help="Warm-up as a share of all steps."),
+    lr_scheduler: str = typer.Option("linear", help="After the warm-up: linear (decay to 0), cosine (half a cosine to 0) or constant."),
     grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
     max_grad_norm: float = typer.Option(1.0, help="Gradient clipping norm (0 disables)."),
     label_smoothing: float = typer.Option(0.0, help="Train classification against labels smoothed by this share (0.1 is common; 0 disables)."),
