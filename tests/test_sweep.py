@@ -66,6 +66,22 @@ def test_cli_sweep_and_bad_options(sentiment_csv, tiny_bert, tmp_path, capsys):
     assert out.splitlines()[0].split()[:3] == ["rank", "trial", "accuracy"] and "best config:" in out
     code, _, err = run_cli(["sweep", "--study", tmp_path / "t", "--data", sentiment_csv, "--method", "bayes"], capsys)
     assert code == 1 and "error: --method bayes needs --trials N" in err
+    code, _, err = run_cli(["sweep", "--study", tmp_path / "u", "--data", sentiment_csv,
+                            "--lr-schedulers", "linear,step"], capsys)
+    assert code == 1 and "error: --lr-schedulers: unknown 'step'; choose from linear, cosine, constant" in err
+
+
+def test_sweep_over_schedules_and_label_smoothing(sentiment_csv, tiny_bert, tmp_path, capsys):
+    code, out, err = run_cli(["sweep", "--study", tmp_path / "s", "--data", sentiment_csv, "--model", tiny_bert,
+                              "--epochs", "1", "--learning-rates", "3e-3", "--warmup-steps", "0",
+                              "--weight-decays", "0", "--lr-schedulers", "linear,cosine",
+                              "--label-smoothings", "0,0.1"], capsys)
+    assert code == 0, err
+    rows = read_table(tmp_path / "s" / "results.csv")
+    assert sorted((r["lr_scheduler"], r["label_smoothing"]) for r in rows) == [
+        ("cosine", "0.0"), ("cosine", "0.1"), ("linear", "0.0"), ("linear", "0.1")]
+    trial = yaml.safe_load(next((tmp_path / "s" / "trials").glob("*/config.yaml")).read_text())
+    assert trial["lr_scheduler"] in ("linear", "cosine") and trial["label_smoothing"] in (0.0, 0.1)
 
 
 def test_ray_backend_same_table(sentiment_csv, tiny_bert, tmp_path):

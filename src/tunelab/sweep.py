@@ -29,7 +29,8 @@ DEFAULT_SPACE: dict[str, list] = {
     "warmup_steps": [0, 100, 500],
     "weight_decay": [0.0, 0.01, 0.1],
 }
-SWEEPABLE = ("epochs", "learning_rate", "warmup_steps", "weight_decay", "batch_size")
+SWEEPABLE = ("epochs", "learning_rate", "warmup_steps", "weight_decay", "batch_size", "lr_scheduler",
+             "label_smoothing")
 METHODS = ("grid", "random", "bayes")
 BACKENDS = ("local", "ray")
 STUDY_NAME = "tunelab"
@@ -57,6 +58,12 @@ class SweepConfig:
         unknown = sorted(set(self.space) - set(SWEEPABLE))
         if unknown:
             problems.append(f"cannot sweep {', '.join(unknown)}; sweepable: {', '.join(SWEEPABLE)}")
+        from tunelab.train import LR_SCHEDULERS
+
+        unknown_schedules = [v for v in self.space.get("lr_scheduler", []) if v not in LR_SCHEDULERS]
+        if unknown_schedules:
+            problems.append(f"--lr-schedulers: unknown {', '.join(map(repr, unknown_schedules))}; "
+                            f"choose from {', '.join(LR_SCHEDULERS)}")
         empty = [k for k, v in self.space.items() if not v]
         if empty:
             problems.append(f"no values to try for {', '.join(empty)}")

@@ -42,6 +42,8 @@ def sweep(
     warmup_steps: Optional[str] = typer.Option(None, help="Warm-up steps to try (default 0,100,500)."),
     weight_decays: Optional[str] = typer.Option(None, help="Weight decays to try (default 0,0.01,0.1)."),
     batch_sizes: Optional[str] = typer.Option(None, help="Batch sizes to try (default: not swept)."),
+    lr_schedulers: Optional[str] = typer.Option(None, help="Learning-rate schedules to try, e.g. linear,cosine (default: not swept)."),
+    label_smoothings: Optional[str] = typer.Option(None, help="Label smoothing shares to try, e.g. 0,0.1 (default: not swept)."),
 ) -> None:
     """Run the trials not finished yet; print the results table; write results.csv, sweep.png, best.yaml."""
     from tunelab.sweep import DEFAULT_SPACE, SweepConfig, format_table, run_sweep
@@ -57,7 +59,9 @@ def sweep(
                                     ("learning_rate", learning_rates, float, "learning-rates"),
                                     ("warmup_steps", warmup_steps, int, "warmup-steps"),
                                     ("weight_decay", weight_decays, float, "weight-decays"),
-                                    ("batch_size", batch_sizes, int, "batch-sizes")):
+                                    ("batch_size", batch_sizes, int, "batch-sizes"),
+                                    ("lr_scheduler", lr_schedulers, str.strip, "lr-schedulers"),
+                                    ("label_smoothing", label_smoothings, float, "label-smoothings")):
         values = _values(text, kind, option)
         if values is not None:
             space[key] = values
