@@ -101,6 +101,18 @@ def test_bad_config_files(tmp_path, capsys):
     assert code == 1 and "is not a tunelab run (no config.yaml)" in err
 
 
+def test_resume_with_another_number_of_processes_says_so(sentiment_csv, tiny_bert, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(run), epochs=2, batch_size=16,
+                      max_steps=8, save_every=4, progress=False))
+    state = sorted((run / "state").iterdir())[-1]
+    record = json.loads((state / "trainer_state.json").read_text())
+    (state / "trainer_state.json").write_text(json.dumps({**record, "num_processes": 2}))
+    code, _, err = run_cli(["train", "--resume", run], capsys)
+    assert code == 1 and err.strip().splitlines()[-1] == (f"error: {state} was saved by 2 processes, but this run has 1; "
+                                         "resume with the same number of processes")
+
+
 def test_mixed_precision_refused_where_the_device_cannot(sentiment_csv, tiny_bert, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU can run mixed precision")

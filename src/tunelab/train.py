@@ -605,8 +605,9 @@ def _restore(path: Path, run_dir: Path, accelerator, model, optimizer, scheduler
     from safetensors.torch import load_model
 
     record = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-    if record.pop("num_processes", 1) != accelerator.num_processes:
-        raise TunelabError(f"{path} was saved by {record.get('num_processes')} processes, but this run has "
+    saved_by = record.pop("num_processes", 1)
+    if saved_by != accelerator.num_processes:
+        raise TunelabError(f"{path} was saved by {saved_by} processes, but this run has "
                            f"{accelerator.num_processes}; resume with the same number of processes")
     state = TrainState(**{k: v for k, v in record.items() if k in {f.name for f in dataclasses.fields(TrainState)}})
     load_model(accelerator.unwrap_model(model), str(path / "model.safetensors"))
