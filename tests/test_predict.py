@@ -74,6 +74,11 @@ def test_predict_from_file_and_stdin(trained_run, tmp_path, capsys, monkeypatch)
                             "-f", "jsonl"], capsys)
     assert [json.loads(x)["label"] for x in out.splitlines()] == ["positive", "negative"]
 
+    nulls = tmp_path / "in.jsonl"
+    nulls.write_text('{"text": "great fun"}\n{"text": null}\n', encoding="utf-8")
+    code, out, err = run_cli(["predict", trained_run.best_dir, "-i", nulls], capsys)
+    assert code == 1 and out == "" and err.strip().splitlines()[-1] == "error: input 2 is empty; give non-empty texts"
+
     monkeypatch.setattr("sys.stdin", io.StringIO("lovely great\nboring bad\n"))
     code, out, _ = run_cli(["predict", trained_run.best_dir, "-f", "jsonl"], capsys)
     assert [json.loads(x)["label"] for x in out.splitlines()] == ["positive", "negative"]

@@ -32,8 +32,8 @@ def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], t
         if missing:
             raise TunelabError(f"column '{missing[0]}' not found in {input_file}; columns found: "
                                f"{', '.join(frame.columns)} (set --text-column / --text-pair-column)")
-        pair_values = frame[text_pair_column].astype(str).tolist() if text_pair_column else None
-        return frame[text_column].astype(str).tolist(), pair_values
+        pair_values = _texts(frame, text_pair_column) if text_pair_column else None
+        return _texts(frame, text_column), pair_values
     if input_file:
         if not Path(input_file).exists():
             raise TunelabError(f"file not found: {input_file}; check the path")
@@ -53,6 +53,11 @@ def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], t
     if all(len(parts) == 2 for parts in split):
         return [p[0] for p in split], [p[1] for p in split]
     return lines, None
+
+
+def _texts(frame, column: str) -> list[str]:
+    # A null (JSON null, parquet None) becomes "", which prediction refuses, not the text "None".
+    return frame[column].where(frame[column].notna(), "").astype(str).tolist()
 
 
 @app.command()
