@@ -283,13 +283,10 @@ def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rat
 
 def make_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup_steps: int, total_steps: int):
     """A linear warm-up to the peak rate, then `name` (one of LR_SCHEDULERS) over the remaining steps."""
-    from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
-                              get_linear_schedule_with_warmup)
+    from transformers import get_scheduler
 
-    if name == "constant":
-        return get_constant_schedule_with_warmup(optimizer, warmup_steps)
-    schedule = get_cosine_schedule_with_warmup if name == "cosine" else get_linear_schedule_with_warmup
-    return schedule(optimizer, warmup_steps, total_steps)
+    kind = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[name]
+    return get_scheduler(kind, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
 
 
 def rate_now(optimizer: torch.optim.Optimizer, peak: float) -> float:
