@@ -25,6 +25,9 @@ from pathlib import Path
 
 import httpx
 
+from tunelab.errors import TunelabError
+from tunelab.serve import wait_until_healthy
+
 HOST = "127.0.0.1"  # loopback only
 
 
@@ -40,15 +43,12 @@ def start(checkpoint: str, port: int, batch: int, wait_ms: float, backend: str) 
                "--max-queue", "4096"]
     process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit("server did not start")
+    try:
+        wait_until_healthy(process, f"http://{HOST}:{port}", timeout_s=120)
+    except TunelabError as exc:
+        process.kill()
+        raise SystemExit(str(exc)) from None
+    return process
 
 
 async def drive(port: int, texts: list[str], clients: int, requests: int, max_seconds: float) -> dict:

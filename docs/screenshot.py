@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import sync_playwright
+
+from tunelab.errors import TunelabError
+from tunelab.serve import wait_until_healthy
 
 
 def main(checkpoint: str, out: str = "docs/playground.png") -> None:
@@ -23,17 +25,10 @@ def main(checkpoint: str, out: str = "docs/playground.png") -> None:
     server = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "serve", checkpoint, "--port", str(port)],
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"tunelab serve exited with code {server.returncode}; see its output above")
-            if time.monotonic() > deadline:
-                raise SystemExit("tunelab serve did not answer /healthz within 60 s")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        try:
+            wait_until_healthy(server, f"http://127.0.0.1:{port}")
+        except TunelabError as exc:
+            raise SystemExit(f"{exc}; see its output above") from None
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])

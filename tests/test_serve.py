@@ -172,3 +172,27 @@ def test_micro_batcher_gathers_until_full_or_timeout():
 
     outs = asyncio.run(scenario())
     assert outs == [["T0"], ["T1"]] and sizes[0] == 2
+
+
+def test_wait_until_healthy_stops_when_the_server_exits_or_never_answers():
+    import socket
+    import subprocess
+    import sys
+
+    from tunelab.errors import TunelabError
+    from tunelab.serve import wait_until_healthy
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once the socket closes
+    exited = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    exited.wait()
+    with pytest.raises(TunelabError, match=f"^tunelab serve exited with code 3 before answering {url}/healthz$"):
+        wait_until_healthy(exited, url)
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(TunelabError, match=f"^tunelab serve did not answer {url}/healthz within 0.5 s$"):
+            wait_until_healthy(silent, url, timeout_s=0.5)
+    finally:
+        silent.kill()
+        silent.wait()

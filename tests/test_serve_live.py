@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tunelab.errors import TunelabError
+from tunelab.serve import wait_until_healthy
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -30,17 +33,12 @@ def start_server(checkpoint: Path, port: int, *extra: str) -> subprocess.Popen:
         [sys.executable, "-m", "tunelab.cli", "serve", str(checkpoint), "--port", str(port), *extra],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stdout.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("server did not become healthy in 60 s")
+    try:
+        wait_until_healthy(process, f"http://127.0.0.1:{port}")
+    except TunelabError as exc:
+        process.kill()
+        raise AssertionError(f"{exc}: {process.stdout.read().decode()[-2000:]}") from None
+    return process
 
 
 def digest(folder: Path) -> dict[str, str]:

@@ -387,6 +387,25 @@ def _version() -> str:
     return __version__
 
 
+def wait_until_healthy(process, url: str, timeout_s: float = 60.0) -> None:
+    """Poll `url` + "/healthz" until it answers 200, for scripts that start `tunelab serve` as a process
+    (`process`, a subprocess.Popen); raise TunelabError if the process exits first or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise TunelabError(f"tunelab serve exited with code {process.returncode} before answering {url}/healthz")
+        if time.monotonic() > deadline:
+            raise TunelabError(f"tunelab serve did not answer {url}/healthz within {timeout_s:g} s")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+
+
 def serve(config: ServeConfig) -> None:
     """Load the models and serve until interrupted."""
     import uvicorn
