@@ -370,6 +370,8 @@ def train(config: TrainConfig, data: TaskData | None = None, resume: bool = Fals
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
                               cpu=not torch.cuda.is_available())
     accelerator.wait_for_everyone()  # every process has checked the run folder before the main one writes
+    if resume:
+        _check_state_processes(state_path, accelerator.num_processes)  # before the slow loading
     set_seed(config.seed)
     data = data or load_task_data(config.data_spec())
     if config.label_smoothing and data.is_regression:
@@ -597,15 +599,21 @@ def _save_state(run_dir: Path, state: TrainState, accelerator, model, optimizer,
     accelerator.wait_for_everyone()
 
 
+def _check_state_processes(path: Path, num_processes: int) -> None:
+    """A training state holds one RNG state and one data position per process: refuse another count."""
+    record = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    saved_by = record.get("num_processes", 1)
+    if saved_by != num_processes:
+        raise TunelabError(f"{path} was saved by {saved_by} processes, but this run has {num_processes}; "
+                           "resume with the same number of processes")
+
+
 def _restore(path: Path, run_dir: Path, accelerator, model, optimizer, scheduler) -> tuple[TrainState, list[dict]]:
     """Load a training state; cut metrics.jsonl back to what had happened by then."""
     from safetensors.torch import load_model
 
     record = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-    saved_by = record.pop("num_processes", 1)
-    if saved_by != accelerator.num_processes:
-        raise TunelabError(f"{path} was saved by {saved_by} processes, but this run has "
-                           f"{accelerator.num_processes}; resume with the same number of processes")
+    record.pop("num_processes", None)  # checked by _check_state_processes before anything loaded
     state = TrainState(**{k: v for k, v in record.items() if k in {f.name for f in dataclasses.fields(TrainState)}})
     load_model(accelerator.unwrap_model(model), str(path / "model.safetensors"))
     # These files were written by this run itself; weights_only refuses anything but tensors and plain data.
