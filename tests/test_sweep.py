@@ -67,8 +67,11 @@ def test_cli_sweep_and_bad_options(sentiment_csv, tiny_bert, tmp_path, capsys):
     code, _, err = run_cli(["sweep", "--study", tmp_path / "t", "--data", sentiment_csv, "--method", "bayes"], capsys)
     assert code == 1 and "error: --method bayes needs --trials N" in err
     code, _, err = run_cli(["sweep", "--study", tmp_path / "u", "--data", sentiment_csv,
-                            "--lr-schedulers", "linear,step"], capsys)
-    assert code == 1 and "error: --lr-schedulers: unknown 'step'; choose from linear, cosine, constant" in err
+                            "--lr-schedulers", "linear,step", "--label-smoothings", "0,1"], capsys)
+    assert code == 1 and err.strip() == (
+        "error: lr_scheduler 'step' to try: --lr-scheduler must be one of linear, cosine, constant, got 'step'; "
+        "label_smoothing 1.0 to try: --label-smoothing must be in [0, 1), got 1.0")
+    assert not (tmp_path / "u").exists()  # refused before the study folder is made
 
 
 def test_sweep_over_schedules_and_label_smoothing(sentiment_csv, tiny_bert, tmp_path, capsys):

@@ -58,12 +58,6 @@ class SweepConfig:
         unknown = sorted(set(self.space) - set(SWEEPABLE))
         if unknown:
             problems.append(f"cannot sweep {', '.join(unknown)}; sweepable: {', '.join(SWEEPABLE)}")
-        from tunelab.train import LR_SCHEDULERS
-
-        unknown_schedules = [v for v in self.space.get("lr_scheduler", []) if v not in LR_SCHEDULERS]
-        if unknown_schedules:
-            problems.append(f"--lr-schedulers: unknown {', '.join(map(repr, unknown_schedules))}; "
-                            f"choose from {', '.join(LR_SCHEDULERS)}")
         empty = [k for k, v in self.space.items() if not v]
         if empty:
             problems.append(f"no values to try for {', '.join(empty)}")
@@ -75,7 +69,27 @@ class SweepConfig:
             problems.append(f"--parallel must be at least 1, got {self.parallel}")
         if not self.base.get("data"):
             problems.append("--data is required (or give data: in --config)")
+        else:
+            problems.extend(self._trial_problems())
         collect(problems)
+
+    def _trial_problems(self) -> list[str]:
+        """What `tunelab train` would refuse in the shared options or in any value to try, found before
+        the first trial instead of in every trial."""
+        from tunelab.train import TrainConfig
+
+        try:
+            TrainConfig(**self.base).check()
+        except TunelabError as exc:
+            return [str(exc)]
+        found = []
+        for name, values in self.space.items():
+            for value in values if name in SWEEPABLE else []:
+                try:
+                    TrainConfig(**{**self.base, name: value}).check()
+                except TunelabError as exc:
+                    found.append(f"{name} {value!r} to try: {exc}")
+        return found
 
     @property
     def grid_size(self) -> int:
