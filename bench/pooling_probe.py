@@ -21,8 +21,8 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 
 class MeanPooledClassifier(torch.nn.Module):
@@ -42,7 +42,7 @@ class MeanPooledClassifier(torch.nn.Module):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         logits = self.classifier(self.dropout(pooled))
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return loss, logits
+        return SequenceClassifierOutput(loss=loss, logits=logits)  # what tunelab's evaluation reads
 
 
 def main() -> None:
@@ -59,14 +59,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
 
+    from accelerate import Accelerator
     from transformers import AutoModel, get_linear_schedule_with_warmup
     from transformers import set_seed
 
     from tunelab.collate import Collator, encode_frame, make_loader
     from tunelab.data import DataSpec, load_task_data
-    from tunelab.metrics import compute_metrics
     from tunelab.modeling import freeze_input_embeddings, load_classifier, load_tokenizer, resolve_model
-    from tunelab.train import _param_groups
+    from tunelab.train import _param_groups, evaluate_loader
 
     set_seed(args.seed)
     data = load_task_data(DataSpec(str(Path(args.data) / "train.tsv"), validation=str(Path(args.data) / "dev.tsv"),
@@ -76,17 +76,10 @@ def main() -> None:
     if args.pooling == "cls":
         model = load_classifier(name, data.label_names)
         freeze_input_embeddings(model)
-
-        def step_outputs(batch):
-            out = model(**batch)
-            return out.loss, out.logits
     else:
         encoder = AutoModel.from_pretrained(name, add_pooling_layer=False)
         model = MeanPooledClassifier(encoder, len(data.label_names))
         freeze_input_embeddings(encoder)
-
-        def step_outputs(batch):
-            return model(**batch)
 
     collator = Collator(tokenizer.pad_token_id)
     train_loader = make_loader(encode_frame(tokenizer, data.train, 128), 16, collator, args.seed)
@@ -95,24 +88,16 @@ def main() -> None:
     total = len(train_loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(0.1 * total), total)
 
+    accelerator = Accelerator(cpu=True)  # evaluate_loader gathers through it; one process here
+
     def evaluate() -> dict:
-        model.eval()
-        logits, labels, losses = [], [], []
-        with torch.inference_mode():
-            for batch in val_loader:
-                loss, out = step_outputs(batch)
-                logits.append(out.numpy())
-                labels.append(batch["labels"].numpy())
-                losses.append(float(loss) * len(batch["labels"]))
-        model.train()
-        metrics = compute_metrics(np.concatenate(logits), np.concatenate(labels), len(data.label_names))
-        return {"accuracy": round(metrics["accuracy"], 4), "loss": round(sum(losses) / len(data.validation), 4)}
+        metrics, _, _ = evaluate_loader(model, val_loader, accelerator, len(data.label_names))
+        return {"accuracy": round(metrics["accuracy"], 4), "loss": round(metrics["loss"], 4)}
 
     model.train()
     started = time.perf_counter()
     for step, batch in enumerate(train_loader, 1):
-        loss, _ = step_outputs(batch)
-        loss.backward()
+        model(**batch).loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()

@@ -84,7 +84,9 @@ class SweepConfig:
             return [str(exc)]
         found = []
         for name, values in self.space.items():
-            for value in values if name in SWEEPABLE else []:
+            if name not in SWEEPABLE:
+                continue  # reported as not sweepable
+            for value in values:
                 try:
                     TrainConfig(**{**self.base, name: value}).check()
                 except TunelabError as exc:

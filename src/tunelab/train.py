@@ -613,7 +613,6 @@ def _restore(path: Path, run_dir: Path, accelerator, model, optimizer, scheduler
     from safetensors.torch import load_model
 
     record = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-    record.pop("num_processes", None)  # checked by _check_state_processes before anything loaded
     state = TrainState(**{k: v for k, v in record.items() if k in {f.name for f in dataclasses.fields(TrainState)}})
     load_model(accelerator.unwrap_model(model), str(path / "model.safetensors"))
     # These files were written by this run itself; weights_only refuses anything but tensors and plain data.
