@@ -19,6 +19,13 @@ import torch
 logger = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+ROW_INDEX = "row_index"  # which encoded row a batch row is: evaluation scores rows in any order with it
+IGNORE = -100  # a label position the loss and the metrics skip
+
+
+def model_inputs(batch: dict) -> dict:
+    """The batch without what only tunelab reads (the row indices)."""
+    return {key: value for key, value in batch.items() if key != ROW_INDEX}
 
 
 def effective_max_length(tokenizer, config, requested: int | None) -> int:
@@ -37,10 +44,11 @@ def effective_max_length(tokenizer, config, requested: int | None) -> int:
 
 @dataclass
 class Encoded:
-    """Tokenized rows, unpadded, with their labels."""
+    """Tokenized rows, unpadded, with their labels (a class id, a float, or one id per piece)."""
 
     features: dict[str, list[list[int]]]
     labels: list | None
+    meta: list | None = None  # what a task keeps per row to map outputs back (token classification: windows)
 
     def __len__(self) -> int:
         return len(self.features["input_ids"])
@@ -53,6 +61,7 @@ class Encoded:
         row = {name: values[index] for name, values in self.features.items()}
         if self.labels is not None:
             row["labels"] = self.labels[index]
+        row[ROW_INDEX] = index
         return row
 
 
@@ -100,7 +109,7 @@ def encode_frame(tokenizer, frame: pd.DataFrame, max_length: int) -> Encoded:
 
 @dataclass
 class Collator:
-    """Pad a list of rows to the longest one in the batch."""
+    """Pad a list of rows to the longest one in the batch; per-piece labels are padded with -100."""
 
     pad_token_id: int = 0
     regression: bool = False
@@ -114,8 +123,14 @@ class Collator:
             fill = self.pad_token_id if name == "input_ids" else 0
             batch[name] = torch.tensor([r[name] + [fill] * (width - len(r[name])) for r in rows], dtype=torch.long)
         if "labels" in rows[0]:
-            dtype = torch.float32 if self.regression else torch.long
-            batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=dtype)
+            if isinstance(rows[0]["labels"], list):
+                labels = [r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]
+                batch["labels"] = torch.tensor(labels, dtype=torch.long)
+            else:
+                dtype = torch.float32 if self.regression else torch.long
+                batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=dtype)
+        if ROW_INDEX in rows[0]:
+            batch[ROW_INDEX] = torch.tensor([r[ROW_INDEX] for r in rows], dtype=torch.long)
         return batch
 
 

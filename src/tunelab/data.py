@@ -1,8 +1,9 @@
-"""Load labeled text data from files, `save_to_disk` folders, the hub or a built-in corpus.
+"""Read data from files, CoNLL column files, `save_to_disk` folders, the hub or a built-in corpus.
 
-Every source ends up as the same thing: a `TaskData` with a train and a
-validation frame whose columns are `text`, optionally `text_pair`, and `label`
-(a class id, or a float for regression), plus the label names.
+This module knows sources, not tasks: it turns a source into split frames
+(`read_source`) and offers the helpers every task uses (column selection,
+blank rows, limits, validation splits). What the columns mean, and how labels
+become ids, is up to the task (`tunelab.tasks`), which `load_task_data` asks.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from tunelab.errors import TunelabError, collect
 
 logger = logging.getLogger(__name__)
 
-FILE_KINDS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+FILE_KINDS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet",
+              ".conll": "conll", ".iob": "conll", ".txt": "conll"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
-SUPPORTED = ".csv, .tsv, .json, .jsonl, .parquet (optionally compressed), a datasets.save_to_disk folder, a hub dataset id"
-TASKS = ("auto", "classification", "regression")
+SUPPORTED = (".csv, .tsv, .json, .jsonl, .parquet (optionally compressed), a CoNLL column file (.conll .iob .txt), "
+             "a datasets.save_to_disk folder, a hub dataset id")
 
 
 @dataclass
@@ -38,6 +40,9 @@ class DataSpec:
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
+    tokens_column: str = "tokens"  # token classification: a list column of words
+    tags_column: str = "tags"  # token classification: a list column of tags (names or ClassLabel ids)
+    tag_column: int = -1  # a CoNLL file's tag column, 0-based; negative counts from the end
     validation: str | None = None  # a file, or a split name of a hub / save_to_disk source
     validation_fraction: float = 0.1
     seed: int = 42
@@ -51,8 +56,10 @@ class DataSpec:
             problems.append(f"--validation-fraction must be between 0 and 1, got {self.validation_fraction}")
         if self.limit is not None and self.limit < 2:
             problems.append(f"--limit must be at least 2, got {self.limit}")
-        if self.task not in TASKS:
-            problems.append(f"--task must be one of {', '.join(TASKS)}, got '{self.task}'")
+        from tunelab.tasks import TASK_NAMES
+
+        if self.task not in TASK_NAMES:
+            problems.append(f"--task must be one of {', '.join(TASK_NAMES)}, got '{self.task}'")
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             problems.append("--text-pair-column must differ from --text-column")
         collect(problems)
@@ -60,7 +67,7 @@ class DataSpec:
 
 @dataclass
 class TaskData:
-    """Train and validation frames with normalized columns, and the label set."""
+    """Train and validation frames with the task's normalized columns, and the label set."""
 
     train: pd.DataFrame
     validation: pd.DataFrame
@@ -68,6 +75,8 @@ class TaskData:
     has_pairs: bool
     name: str
     label_values: list[str] = field(default_factory=list)  # the raw labels, in id order
+    task: str = "classification"  # the name of the tunelab.tasks module that read it
+    info: dict = field(default_factory=dict)  # what the task found and stores with the run (a tag scheme, ...)
 
     @property
     def is_regression(self) -> bool:
@@ -113,6 +122,8 @@ def read_file(path: Path) -> pd.DataFrame:
     kind = _file_kind(path)
     if kind is None:
         raise TunelabError(f"unknown file extension '{''.join(path.suffixes) or path.name}' for {path}; use {SUPPORTED}")
+    if kind == "conll":
+        return read_conll(path)
     if path.stat().st_size == 0:
         raise TunelabError(f"{path} is empty; it needs a header line and at least one row")
     try:
@@ -152,6 +163,9 @@ def _from_datasets(obj, where: str) -> dict[str, pd.DataFrame]:
             if isinstance(feature, datasets.ClassLabel):
                 # Keep the names the dataset gives its classes; -1 marks unlabeled rows.
                 frame[column] = [feature.names[i] if i is not None and i >= 0 else None for i in frame[column]]
+            inner = getattr(feature, "feature", None) if not isinstance(feature, list) else feature[0]
+            if isinstance(inner, datasets.ClassLabel):  # a sequence of class ids: NER tags
+                frame[column] = [None if row is None else [inner.names[i] for i in row] for row in frame[column]]
         frames[split] = frame
     if not frames:
         raise TunelabError(f"{where} holds no splits")
@@ -253,201 +267,178 @@ BUILTINS: dict[str, Builtin] = {
 }
 
 
-# ---------------------------------------------------------------- normalizing
 
 
-def _select_columns(frame: pd.DataFrame, spec: DataSpec, where: str) -> pd.DataFrame:
-    wanted = [("--text-column", spec.text_column), ("--label-column", spec.label_column)]
-    if spec.text_pair_column:
-        wanted.insert(1, ("--text-pair-column", spec.text_pair_column))
+# ---------------------------------------------------------------- CoNLL column files
+
+
+def read_conll(path: Path) -> pd.DataFrame:
+    """A CoNLL column file: one token a line (word first, the tag column last by default), blank lines
+    between sentences, `-DOCSTART-` lines skipped. Returns one row per sentence: `tokens` and `columns`
+    (each token's fields, so any column can serve as tags and predictions can be written back)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _utf8_error(path, exc) from None
+    sentences: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    width = first_line = None
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            if current:
+                sentences.append(current)
+                current = []
+            continue
+        if fields[0] == "-DOCSTART-":
+            continue
+        if width is None:
+            width, first_line = len(fields), number
+        elif len(fields) != width:
+            raise TunelabError(f"{path}, line {number}: {len(fields)} columns, but line {first_line} and the lines "
+                               f"after it have {width}; every token line needs the same columns (word ... tag)")
+        current.append(fields)
+    if current:
+        sentences.append(current)
+    if not sentences:
+        raise TunelabError(f"{path} holds no sentences; a CoNLL file has one token a line (word ... tag) and a blank "
+                           "line between sentences")
+    return pd.DataFrame({"tokens": [[t[0] for t in s] for s in sentences], "columns": sentences})
+
+
+def is_conll(path: str | Path) -> bool:
+    return _file_kind(Path(path)) == "conll"
+
+
+# ---------------------------------------------------------------- shared by the tasks
+
+
+def select_columns(frame: pd.DataFrame, wanted: list[tuple[str, str]], where: str) -> pd.DataFrame:
+    """The columns a task reads, renamed to the task's own names: `wanted` holds (option, column, name)."""
     found = list(frame.columns)
     problems = []
-    for option, column in wanted:
+    for option, column, _ in wanted:
         if column not in frame.columns:
             close = difflib.get_close_matches(column, found, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"{option} '{column}' not found in {where}{hint}")
     if problems:
         raise TunelabError(f"{'; '.join(problems)}; columns found: {', '.join(found)}")
-    out = pd.DataFrame({"text": frame[spec.text_column].to_numpy()})
-    if spec.text_pair_column:
-        out["text_pair"] = frame[spec.text_pair_column].to_numpy()
-    out["label"] = frame[spec.label_column].to_numpy()
-    return out
+    return pd.DataFrame({name: frame[column].to_numpy() for _, column, name in wanted})
 
 
-def _is_blank(values: pd.Series) -> np.ndarray:
-    return np.array([v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "" for v in values])
+def is_blank(values: pd.Series) -> np.ndarray:
+    def blank(v) -> bool:
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return len(v) == 0
+        return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""
+
+    return np.array([blank(v) for v in values], dtype=bool)
 
 
-def _drop_blank(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Drop rows whose text or label is empty or null, and say how many."""
-    text_blank = _is_blank(frame["text"])
-    if "text_pair" in frame:
-        text_blank |= _is_blank(frame["text_pair"])
-    label_blank = _is_blank(frame["label"])
-    bad = text_blank | label_blank
+def drop_blank(frame: pd.DataFrame, where: str, inputs: list[str], target: str | None) -> pd.DataFrame:
+    """Drop rows whose inputs or target are empty or null, and say how many."""
+    input_blank = np.zeros(len(frame), dtype=bool)
+    for column in inputs:
+        input_blank |= is_blank(frame[column])
+    target_blank = is_blank(frame[target]) if target else np.zeros(len(frame), dtype=bool)
+    bad = input_blank | target_blank
     if not bad.any():
         return frame
+    what = "text" if "text" in inputs else "tokens"
     if bad.all():
         raise TunelabError(
-            f"{where}: all {len(frame)} rows have an empty or null text or label; check the column options"
+            f"{where}: all {len(frame)} rows have an empty or null {what} or label; check the column options"
         )
     rows = ", ".join(str(i) for i in np.flatnonzero(bad)[:5]) + (", ..." if bad.sum() > 5 else "")
     logger.warning(
-        "%s: dropped %d of %d rows with an empty or null text (%d) or label (%d), data rows %s",
-        where, bad.sum(), len(frame), text_blank.sum(), label_blank.sum(), rows,
+        "%s: dropped %d of %d rows with an empty or null %s (%d) or label (%d), data rows %s",
+        where, bad.sum(), len(frame), what, input_blank.sum(), target_blank.sum(), rows,
     )
     return frame[~bad].reset_index(drop=True)
 
 
-def _label_kind(labels: pd.Series, task: str) -> str:
-    """'int', 'float' or 'str': how the raw labels should be read."""
-    numeric = pd.to_numeric(labels.astype(str).str.strip(), errors="coerce")
-    if numeric.isna().any() or labels.map(lambda v: isinstance(v, bool)).any():
-        if task == "regression":
-            example = labels[numeric.isna()].iloc[0] if numeric.isna().any() else labels.iloc[0]
-            raise TunelabError(f"--task regression needs numeric labels, found '{example}'")
-        return "str"
-    if task == "regression":
-        return "float"
-    integral = bool(np.all(np.mod(numeric.to_numpy(dtype=float), 1) == 0))
-    if task == "classification" or integral:
-        return "int" if integral else "str"
-    return "float"
-
-
-def _canonical(value, kind: str):
-    if kind == "int":
-        return int(float(str(value).strip()))
-    if kind == "float":
-        return float(str(value).strip())
-    return str(value).strip()
-
-
-def _limit(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+def limit_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     if limit is None or len(frame) <= limit:
         return frame
     # A seeded sample, not the head: files are often sorted by label.
     return frame.sample(n=limit, random_state=seed).reset_index(drop=True)
 
 
-def load_task_data(spec: DataSpec) -> TaskData:
-    """Read the source, pick the columns, build the label set and the validation split."""
-    spec.check()
-    builtin = BUILTINS.get(spec.source)
-    if builtin is not None:
-        raw = builtin.load(spec.seed)
-        spec = DataSpec(**{**spec.__dict__, "text_column": "text", "label_column": "label",
-                           "text_pair_column": builtin.text_pair_column, "validation": "validation",
-                           "task": builtin.task if spec.task == "auto" else spec.task})
-    else:
-        raw = read_source(spec.source)
-    name = spec.source if builtin else Path(spec.source).name.split(".")[0] or spec.source
-
-    if "train" not in raw:
-        raise TunelabError(f"{spec.source} has no 'train' split; splits found: {', '.join(raw)}")
-    train = _drop_blank(_select_columns(raw["train"], spec, f"{spec.source} (train)"), f"{spec.source} (train)")
-    validation = None  # split off below by fraction, once the labels are known
-    val_name = spec.validation or ("validation" if "validation" in raw else None)
-    if val_name is not None:
-        if val_name in raw:
-            where = f"{spec.source} ({val_name})"
-            frame = raw[val_name]
-        elif Path(val_name).exists() or _file_kind(Path(val_name)) is not None:
-            where = val_name
-            frame = read_source(val_name)["train"]
-        else:
-            raise TunelabError(
-                f"--validation '{val_name}' is neither a file nor a split of {spec.source} "
-                f"(splits found: {', '.join(raw)}); pass a file or one of those splits"
-            )
-        validation = _drop_blank(_select_columns(frame, spec, where), where)
-        train = _limit(train, spec.limit, spec.seed)
-
-    # Label kind and set are decided over every split together.
-    everything = train["label"] if validation is None else pd.concat([train["label"], validation["label"]])
-    kind = _label_kind(everything, spec.task)
-    train = train.assign(label=[_canonical(v, kind) for v in train["label"]])
-    if validation is not None:
-        validation = validation.assign(label=[_canonical(v, kind) for v in validation["label"]])
-
-    if kind == "float":
-        label_names = None
-        if validation is None:
-            train = _limit(train, spec.limit, spec.seed)
-            train, validation = _split(train, spec, stratify=False)
-        train = train.assign(label=train["label"].astype("float32"))
-        validation = validation.assign(label=validation["label"].astype("float32"))
-        label_values: list[str] = []
-    else:
-        values = sorted(set(train["label"]) | (set(validation["label"]) if validation is not None else set()))
-        if len(values) < 2:
-            raise TunelabError(
-                f"only one label found in column '{spec.label_column}' ('{values[0]}', {len(train)} rows); "
-                f"classification needs at least two: check --label-column, or pass --task regression for scores"
-            )
-        if validation is None:
-            train = _limit(train, spec.limit, spec.seed)
-            train, validation = _split(train, spec, stratify=True)
-        unseen = sorted(set(validation["label"]) - set(train["label"]), key=str)
-        if unseen:
-            counts = validation["label"].value_counts()
-            listed = ", ".join(f"'{v}' ({counts[v]} rows)" for v in unseen)
-            raise TunelabError(
-                f"validation label {listed} never appears in the training data; "
-                "remove those rows from the validation data or add training examples with that label"
-            )
-        ids = {value: i for i, value in enumerate(values)}
-        train = train.assign(label=train["label"].map(ids).astype("int64"))
-        validation = validation.assign(label=validation["label"].map(ids).astype("int64"))
-        label_names = [str(v) for v in values]
-        label_values = list(label_names)
-
-    logger.info("data: %d training and %d validation rows from %s", len(train), len(validation), spec.source)
-    return TaskData(
-        train=train.reset_index(drop=True),
-        validation=validation.reset_index(drop=True),
-        label_names=label_names,
-        has_pairs="text_pair" in train,
-        name=name,
-        label_values=label_values,
-    )
-
-
-def _split(frame: pd.DataFrame, spec: DataSpec, stratify: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_validation(frame: pd.DataFrame, spec: DataSpec, stratify_by=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off `spec.validation_fraction` of the rows, seeded; stratified by `stratify_by` when given."""
     from sklearn.model_selection import train_test_split
 
-    labels = frame["label"] if stratify else None
-    if stratify and frame["label"].value_counts().min() < 2:
-        rare = frame["label"].value_counts().idxmin()
+    if stratify_by is not None and pd.Series(stratify_by).value_counts().min() < 2:
+        rare = pd.Series(stratify_by).value_counts().idxmin()
         raise TunelabError(
             f"label '{rare}' has a single row, too few to split off a stratified validation set; "
             "add examples, drop that label, or pass --validation FILE"
         )
     try:
         train, validation = train_test_split(
-            frame, test_size=spec.validation_fraction, random_state=spec.seed, stratify=labels
+            frame, test_size=spec.validation_fraction, random_state=spec.seed, stratify=stratify_by
         )
     except ValueError as exc:
         raise TunelabError(f"cannot split off a validation set of {spec.validation_fraction}: {exc}") from None
     return train.reset_index(drop=True), validation.reset_index(drop=True)
 
 
-def read_eval_frame(spec: DataSpec, split: str = "validation") -> pd.DataFrame:
-    """Rows to evaluate a checkpoint on, with raw labels (mapped to ids by the caller)."""
+@dataclass
+class Splits:
+    """A source's raw frames: the training frame and, when the source has one, the validation frame."""
+
+    name: str
+    train: pd.DataFrame
+    train_where: str
+    validation: pd.DataFrame | None
+    validation_where: str | None
+    builtin: Builtin | None
+
+
+def read_splits(spec: DataSpec) -> Splits:
+    """The raw training frame and the validation frame (a file, a split of the source, or none yet)."""
     builtin = BUILTINS.get(spec.source)
-    if builtin is not None:
-        raw = builtin.load(spec.seed)
-        spec = DataSpec(**{**spec.__dict__, "text_column": "text", "label_column": "label",
-                           "text_pair_column": builtin.text_pair_column})
-        if split not in raw:
-            raise TunelabError(f"split '{split}' not in {spec.source}; splits: {', '.join(raw)}")
-        frame = raw[split]
-    else:
-        raw = read_source(spec.source)
-        frame = raw.get(split) if split in raw else raw["train"] if len(raw) == 1 else None
-        if frame is None:
-            raise TunelabError(f"split '{split}' not in {spec.source}; splits found: {', '.join(raw)}")
+    raw = builtin.load(spec.seed) if builtin is not None else read_source(spec.source)
+    name = spec.source if builtin else Path(spec.source).name.split(".")[0] or spec.source
+    if "train" not in raw:
+        raise TunelabError(f"{spec.source} has no 'train' split; splits found: {', '.join(raw)}")
+    val_name = "validation" if builtin else spec.validation or ("validation" if "validation" in raw else None)
+    frame = where = None
+    if val_name is not None:
+        if val_name in raw:
+            where, frame = f"{spec.source} ({val_name})", raw[val_name]
+        elif Path(val_name).exists() or _file_kind(Path(val_name)) is not None:
+            where, frame = val_name, read_source(val_name)["train"]
+        else:
+            raise TunelabError(
+                f"--validation '{val_name}' is neither a file nor a split of {spec.source} "
+                f"(splits found: {', '.join(raw)}); pass a file or one of those splits"
+            )
+    return Splits(name, raw["train"], f"{spec.source} (train)", frame, where, builtin)
+
+
+def read_split(spec: DataSpec, split: str) -> tuple[pd.DataFrame, str, Builtin | None]:
+    """One split of a source, for evaluation: the named split, or the whole file when it has one."""
+    builtin = BUILTINS.get(spec.source)
+    raw = builtin.load(spec.seed) if builtin is not None else read_source(spec.source)
+    if builtin is not None and split not in raw:
+        raise TunelabError(f"split '{split}' not in {spec.source}; splits: {', '.join(raw)}")
+    frame = raw.get(split) if split in raw else raw["train"] if len(raw) == 1 else None
+    if frame is None:
+        raise TunelabError(f"split '{split}' not in {spec.source}; splits found: {', '.join(raw)}")
     where = f"{spec.source} ({split})" if len(raw) > 1 else spec.source
-    return _limit(_drop_blank(_select_columns(frame, spec, where), where), spec.limit, spec.seed)
+    return frame, where, builtin
+
+
+def load_task_data(spec: DataSpec) -> TaskData:
+    """Read the source and let its task (named, or detected from the data) normalize it."""
+    from tunelab.tasks import detect_task
+
+    spec.check()
+    splits = read_splits(spec)
+    task = detect_task(spec, splits)
+    data = task.read(spec, splits)
+    logger.info("data: %d training and %d validation rows from %s (%s)", len(data.train), len(data.validation),
+                spec.source, data.task)
+    return data

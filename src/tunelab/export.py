@@ -40,15 +40,18 @@ def onnx_path(checkpoint: str | Path, quantized: bool = True) -> Path:
 
 
 def export_onnx(checkpoint: str | Path, quantize: bool = True) -> Path:
-    """Export a classifier checkpoint to CHECKPOINT/onnx/ (fp32, and int8 when `quantize`)."""
+    """Export a checkpoint (any tunelab task's head) to CHECKPOINT/onnx/ (fp32, and int8 when `quantize`)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig
+
+    from tunelab.tasks import task_for_config
 
     _require("onnx", "onnx")
     _require("onnxruntime", "onnxruntime")
     checkpoint = check_checkpoint(checkpoint)
+    task = task_for_config(AutoConfig.from_pretrained(checkpoint))
     # Eager attention exports to plain ops that ONNX Runtime fuses and quantizes well.
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, attn_implementation="eager").eval()
+    model = task.model_class().from_pretrained(checkpoint, attn_implementation="eager").eval()
     names = ["input_ids", "attention_mask"]
     if getattr(model.config, "type_vocab_size", 0):
         names.append("token_type_ids")
@@ -67,7 +70,7 @@ def export_onnx(checkpoint: str | Path, quantize: bool = True) -> Path:
     staging = Path(tempfile.mkdtemp(dir=checkpoint, prefix=".onnx.tmp."))
     try:
         axes = {name: {0: "batch", 1: "sequence"} for name in names}
-        axes["logits"] = {0: "batch"}
+        axes["logits"] = task.logits_axes()
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
             torch.onnx.export(Logits(model), tuple(example[n] for n in names), str(staging / FP32_FILE),

@@ -88,42 +88,49 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def load_classifier(
+def load_model(
     name: str,
-    label_names: list[str] | None,
+    task,
+    data,
     *,
     from_scratch: bool = False,
     freeze_encoder: bool = False,
     freeze_embeddings: bool = False,
     attn_implementation: str | None = None,
-    label_values: list[str] | None = None,
 ):
-    """A sequence-classification model with id2label set (num_labels=1 for regression)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    num_labels = 1 if label_names is None else len(label_names)
-    labels = {}
-    if label_names is not None:
-        labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
-    problem = "regression" if label_names is None else "single_label_classification"
-    kwargs = dict(num_labels=num_labels, problem_type=problem, **labels)
+    """The task's model class with its head configured from the data (labels and their names)."""
+    kwargs = dict(task.model_kwargs(data))
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    model_class = task.model_class()
     try:
         if from_scratch:
-            config = AutoConfig.from_pretrained(name, **kwargs)
-            model = AutoModelForSequenceClassification.from_config(config)
+            from transformers import AutoConfig
+
+            model = model_class.from_config(AutoConfig.from_pretrained(name, **kwargs))
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+            model = model_class.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
-    if label_values and label_values != label_names:
-        model.config.tunelab_label_values = list(label_values)
+    if data.label_values and data.label_values != data.label_names:
+        model.config.tunelab_label_values = list(data.label_values)
     if freeze_encoder:
         freeze_all_but_head(model)
     if freeze_embeddings:
         freeze_input_embeddings(model)
     return model
+
+
+def load_classifier(name: str, label_names: list[str] | None, *, label_values: list[str] | None = None, **options):
+    """A sequence-classification model with id2label set (num_labels=1 for regression)."""
+    import pandas as pd
+
+    from tunelab.data import TaskData
+    from tunelab.tasks import get_task
+
+    empty = pd.DataFrame()
+    data = TaskData(empty, empty, label_names, False, "", list(label_values or label_names or []))
+    return load_model(name, get_task("classification"), data, **options)
 
 
 def freeze_input_embeddings(model) -> None:

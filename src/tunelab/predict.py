@@ -1,43 +1,50 @@
-"""Predict label names and probabilities with a saved checkpoint."""
+"""Predict with a saved checkpoint: the task of the checkpoint turns model outputs into predictions."""
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from tunelab.collate import Collator, effective_max_length, encode, prediction_batches
+from tunelab.collate import Encoded, effective_max_length, prediction_batches
 from tunelab.errors import TunelabError
 from tunelab.modeling import check_checkpoint, load_tokenizer
+from tunelab.tasks.base import Settings
+from tunelab.tasks.classification import Prediction  # noqa: F401  (tunelab.predict.Prediction, as before)
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
+INFO_FILE = "tunelab.json"
 
 
-@dataclass
-class Prediction:
-    """One input's label and score; for regression, label is None and score the value."""
-
-    label: str | None
-    score: float
-    probabilities: dict[str, float]
-
-    def as_dict(self) -> dict:
-        return {"label": self.label, "score": self.score, "probabilities": self.probabilities}
+def read_settings(path: Path, task) -> Settings:
+    """How the checkpoint's data was read and cut (written by tunelab); the task's defaults otherwise."""
+    info = path / INFO_FILE
+    if info.exists():
+        stored = json.loads(info.read_text(encoding="utf-8")).get("settings")
+        if stored:
+            return Settings(**stored)
+    return Settings(task=task.name)
 
 
 class Predictor:
-    """A loaded checkpoint: its model, tokenizer and label names."""
+    """A loaded checkpoint: its model, tokenizer, task and the settings it was trained with."""
 
-    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64, runner=None):
+    def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64, runner=None,
+                 task=None, settings: Settings | None = None):
+        from tunelab.collate import Collator
+        from tunelab.tasks import task_for_config
+
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.max_length = effective_max_length(tokenizer, model.config, max_length)
+        self.task = task or task_for_config(model.config)
+        self.settings = settings or Settings(task=self.task.name)
+        self.max_length = effective_max_length(tokenizer, model.config, max_length or self.settings.max_length)
         self.batch_size = batch_size
         self.collator = Collator(tokenizer.pad_token_id or 0)
         # The ONNX Runtime fast path, when chosen; the torch model still supplies config and labels.
@@ -51,13 +58,16 @@ class Predictor:
         backend "onnx" runs the int8 ONNX export (made on first use); "auto" uses it when
         `tunelab export` has written one, PyTorch otherwise; "torch" always uses PyTorch.
         """
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoConfig
+
+        from tunelab.tasks import task_for_config
 
         if backend not in BACKENDS:
             raise TunelabError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         path = check_checkpoint(path)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(path)
+            task = task_for_config(AutoConfig.from_pretrained(path))
+            model = task.model_class().from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise TunelabError(f"could not load the model in {path}: {str(exc).splitlines()[0]}") from None
         runner = None
@@ -73,7 +83,8 @@ class Predictor:
                 logger.info("no ONNX export in %s yet: exporting (once)", path)
                 exported = export_onnx(path)
             runner = OnnxRunner(exported, threads=torch.get_num_threads())
-        return cls(model, load_tokenizer(str(path)), runner=runner, **kwargs)
+        return cls(model, load_tokenizer(str(path)), runner=runner, task=task, settings=read_settings(path, task),
+                   **kwargs)
 
     @property
     def is_regression(self) -> bool:
@@ -84,45 +95,36 @@ class Predictor:
         config = self.model.config
         return [config.id2label[i] for i in range(config.num_labels)]
 
-    @torch.inference_mode()
-    def logits(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> np.ndarray:
-        """Raw logits in input order; rows are batched by length so that little padding is computed."""
-        texts = list(texts)
-        if text_pairs is not None and len(text_pairs) != len(texts):
-            raise TunelabError(f"{len(texts)} texts but {len(text_pairs)} pair texts; give one pair text per text")
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise TunelabError(f"input {i + 1} is empty; give non-empty texts")
-        if not texts:
-            return np.zeros((0, self.model.config.num_labels), dtype=np.float32)
-        encoded = encode(self.tokenizer, texts, text_pairs, self.max_length, via_datasets=False)
+    def run(self, encoded: Encoded) -> list[np.ndarray]:
+        """Each encoded row's logits (per piece for token tasks, cut to the row's length), in row order;
+        rows are batched by length so that little padding is computed."""
         # Batches straight from the sorted indices: a DataLoader's setup would cost more than a
         # one-sentence forward pass of the int8 model (the serving case).
-        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
-        for indices in prediction_batches(encoded.lengths, self.batch_size):
-            out[indices] = self.forward(self.collator([encoded[i] for i in indices]))
+        out: list[np.ndarray] = [None] * len(encoded)  # type: ignore[list-item]
+        lengths = encoded.lengths
+        for indices in prediction_batches(lengths, self.batch_size):
+            logits = self.forward(self.collator([encoded[i] for i in indices]))
+            for row, index in zip(logits, indices):
+                out[index] = row[: lengths[index]] if row.ndim == 2 else row
         return out
 
     @torch.inference_mode()
     def forward(self, batch: dict) -> np.ndarray:
         """Logits of one padded batch, with the chosen backend."""
-        return self.runner(batch) if self.runner else self.model(**batch).logits.float().numpy()
+        from tunelab.collate import model_inputs
 
-    def predict(self, texts: Sequence[str] | str, text_pairs: Sequence[str] | str | None = None) -> list[Prediction]:
-        """Label name, its probability and all probabilities, for each text (or pair)."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if isinstance(text_pairs, str):
-            text_pairs = [text_pairs]
-        logits = self.logits(texts, text_pairs)
-        if self.is_regression:
-            return [Prediction(None, float(v[0]), {}) for v in logits]
-        probabilities = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
-        names = self.label_names
-        return [
-            Prediction(names[int(p.argmax())], float(p.max()), {n: float(x) for n, x in zip(names, p)})
-            for p in probabilities
-        ]
+        if self.runner:
+            return self.runner(batch)
+        return self.model(**model_inputs(batch)).logits.float().numpy()
+
+    def logits(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> np.ndarray:
+        """Raw logits in input order (sequence classification)."""
+        return self.task.logits(self, texts, text_pairs)
+
+    def predict(self, inputs, text_pairs=None) -> list:
+        """The task's predictions for each input: a label and its probabilities (classification), or
+        tags and entities (token classification)."""
+        return self.task.predict(self, inputs, text_pairs)
 
 
 def load(path: str | Path, **kwargs) -> Predictor:

@@ -67,17 +67,6 @@ class ClassifyRequest(BaseModel):
     text_pair: str | None = Field(None, description="Second text of a pair (with text).")
 
 
-class ClassifyPrediction(BaseModel):
-    label: str | None = Field(description="The predicted label name (null for regression).")
-    score: float = Field(description="Its probability (the predicted value for regression).")
-    probabilities: dict[str, float] = Field(description="Every label's probability.")
-
-
-class ClassifyResponse(BaseModel):
-    model: str
-    predictions: list[ClassifyPrediction]
-
-
 class GenerateRequest(BaseModel):
     prompt: str
     max_new_tokens: int = 64
@@ -220,7 +209,8 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
         await batcher.stop()
 
     app = FastAPI(title="tunelab", version=_version(), lifespan=lifespan,
-                  description="Classify texts and text pairs with a fine-tuned checkpoint; generate text.")
+                  description="Classify texts and text pairs, or tag entities, with a fine-tuned checkpoint; "
+                              "generate text.")
 
     def json_response(content: Any, status: int = 200) -> Response:
         # orjson straight to bytes: FastAPI's default path (jsonable_encoder, then json.dumps) walks
@@ -241,8 +231,9 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
             message = "the body is not valid JSON"
         return error(422, f"{where}: {message}")
 
-    @app.post("/v1/classify", response_model=ClassifyResponse)
     async def classify(body: ClassifyRequest):
+        """The checkpoint's predictions: labels and probabilities (classification), or tagged words and
+        entities with character offsets (token classification)."""
         texts = body.texts if body.texts is not None else ([body.text] if body.text is not None else None)
         pairs = body.text_pairs if body.text_pairs is not None else ([body.text_pair] if body.text_pair else None)
         if not texts:
@@ -267,6 +258,9 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
         except TunelabError as exc:
             return error(422, str(exc))
         return json_response({"model": config.checkpoint, "predictions": results})
+
+    # The task names its route: /v1/classify for classifiers, /v1/tag for token classification.
+    app.post(predictor.task.endpoint, summary=f"Predict ({predictor.task.name})")(classify)
 
     @app.post("/v1/generate")
     async def generate_text(body: GenerateRequest):
@@ -321,7 +315,8 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
     @app.get("/v1/models")
     async def models():
         return {
-            "classifier": {"path": config.checkpoint, "labels": None if predictor.is_regression else predictor.label_names,
+            "classifier": {"path": config.checkpoint, "task": predictor.task.name, "endpoint": predictor.task.endpoint,
+                           "labels": None if predictor.is_regression else predictor.label_names,
                            "max_length": predictor.max_length,
                            "backend": getattr(predictor, "backend", config.backend)},
             "generator": {"name": config.generator} if generator is not None else None,
@@ -378,7 +373,7 @@ class Guard:
             self.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
-KNOWN_PATHS = {"/v1/classify", "/v1/generate", "/v1/attention", "/v1/models", "/healthz", "/metrics", "/"}
+KNOWN_PATHS = {"/v1/classify", "/v1/tag", "/v1/generate", "/v1/attention", "/v1/models", "/healthz", "/metrics", "/"}
 
 
 def _version() -> str:

@@ -29,8 +29,6 @@ DEFAULT_SPACE: dict[str, list] = {
     "warmup_steps": [0, 100, 500],
     "weight_decay": [0.0, 0.01, 0.1],
 }
-SWEEPABLE = ("epochs", "learning_rate", "warmup_steps", "weight_decay", "batch_size", "lr_scheduler",
-             "label_smoothing")
 METHODS = ("grid", "random", "bayes")
 BACKENDS = ("local", "ray")
 STUDY_NAME = "tunelab"
@@ -50,14 +48,16 @@ class SweepConfig:
     seed: int = 0
 
     def check(self) -> None:
+        from tunelab.train.config import sweepable
+
         problems = []
         if self.method not in METHODS:
             problems.append(f"--method must be one of {', '.join(METHODS)}, got '{self.method}'")
         if self.backend not in BACKENDS:
             problems.append(f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
-        unknown = sorted(set(self.space) - set(SWEEPABLE))
+        unknown = sorted(set(self.space) - set(sweepable()))
         if unknown:
-            problems.append(f"cannot sweep {', '.join(unknown)}; sweepable: {', '.join(SWEEPABLE)}")
+            problems.append(f"cannot sweep {', '.join(unknown)}; sweepable: {', '.join(sweepable())}")
         empty = [k for k, v in self.space.items() if not v]
         if empty:
             problems.append(f"no values to try for {', '.join(empty)}")
@@ -76,7 +76,7 @@ class SweepConfig:
     def _trial_problems(self) -> list[str]:
         """What `tunelab train` would refuse in the shared options or in any value to try, found before
         the first trial instead of in every trial."""
-        from tunelab.train import TrainConfig
+        from tunelab.train.config import TrainConfig, sweepable
 
         try:
             TrainConfig(**self.base).check()
@@ -84,7 +84,7 @@ class SweepConfig:
             return [str(exc)]
         found = []
         for name, values in self.space.items():
-            if name not in SWEEPABLE:
+            if name not in sweepable():
                 continue  # reported as not sweepable
             for value in values:
                 try:
@@ -138,9 +138,12 @@ def run_trial(config: dict, threads: int | None = None) -> tuple[float, float, s
 
 
 def _metric_direction(base: dict) -> tuple[str, str]:
+    """The metric trials are ranked by (until the first trial names the task's own) and its direction;
+    every task's default metric is one where higher is better (tested), so "auto" maximizes."""
+    from tunelab.metrics import LOWER_IS_BETTER
+
     metric = base.get("metric", "auto")
-    name = metric if metric != "auto" else "accuracy"  # resolved per task by train(); accuracy for classifiers
-    return name, "minimize" if metric in ("loss", "mse") else "maximize"
+    return metric, "minimize" if metric in LOWER_IS_BETTER else "maximize"
 
 
 def _open_study(config: SweepConfig):

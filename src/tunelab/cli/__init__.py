@@ -14,13 +14,13 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Fine-tune, evaluate and predict with Hugging Face text classifiers.",
+    help="Fine-tune, evaluate, predict with and inspect Hugging Face transformers (classification, NER).",
 )
 
 
 @app.callback()
 def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
-    """tunelab: fine-tune, evaluate and predict with Hugging Face text classifiers."""
+    """tunelab: fine-tune, evaluate, predict with and inspect Hugging Face transformers."""
 
 
 def _register() -> None:
@@ -76,16 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # click's usage errors (typer >= 0.29 ships its own copy of click)
+        clicks = _click_modules()
+        if isinstance(exc, tuple(m.exceptions.ClickException for m in clicks)):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, tuple(m.exceptions.Abort for m in clicks)):
             return 1
         raise
     return 0
+
+
+def _click_modules() -> list:
+    """The click package typer raises usage errors from: its vendored typer._click, or click itself."""
+    import importlib
+
+    found = []
+    for name in ("typer._click", "click"):
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    return found
 
 
 def run() -> None:

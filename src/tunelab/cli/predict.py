@@ -1,11 +1,9 @@
-"""`tunelab predict`: label names and probabilities for texts or pairs."""
+"""`tunelab predict`: what a checkpoint predicts for texts, pairs, token lists or a CoNLL file."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,26 +12,39 @@ import typer
 from tunelab.cli import app
 from tunelab.errors import TunelabError
 
-FORMATS = ("table", "jsonl", "csv")
+
+@dataclass
+class Inputs:
+    """What to predict: texts (or token lists) and pair texts, and a CoNLL file's own lines."""
+
+    items: list
+    pairs: list[str] | None = None
+    conll: list[list[list[str]]] | None = field(default=None)  # each sentence's token lines, to write back
 
 
 def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], text_column: str,
-                text_pair_column: Optional[str]) -> tuple[list[str], list[str] | None]:
-    """Texts (and pair texts) from arguments, a file, or standard input (one per line, TAB between a pair)."""
+                text_pair_column: Optional[str], tokens_column: str) -> Inputs:
+    """Texts from arguments, a file or standard input (one per line, TAB between a pair); token lists
+    from a CoNLL file or a table's list column."""
+    from tunelab.data import is_conll, read_file
+
     if texts:
         if pairs and len(pairs) != len(texts):
             raise TunelabError(f"{len(texts)} texts but {len(pairs)} --pair values; give one --pair per text")
-        return texts, pairs or None
-    if input_file and Path(input_file).suffix.lower() not in (".txt", ""):
-        from tunelab.data import read_file
-
+        return Inputs(texts, pairs or None)
+    if input_file and Path(input_file).suffix.lower() in (".conll", ".iob"):
         frame = read_file(Path(input_file))
+        return Inputs(frame["tokens"].tolist(), None, frame["columns"].tolist())
+    if input_file and Path(input_file).suffix.lower() not in (".txt", "") and not is_conll(input_file):
+        frame = read_file(Path(input_file))
+        if tokens_column in frame and len(frame) and isinstance(frame[tokens_column].iloc[0], (list, tuple)):
+            return Inputs([list(v) for v in frame[tokens_column]])
         missing = [c for c in (text_column, text_pair_column) if c and c not in frame.columns]
         if missing:
             raise TunelabError(f"column '{missing[0]}' not found in {input_file}; columns found: "
                                f"{', '.join(frame.columns)} (set --text-column / --text-pair-column)")
         pair_values = _texts(frame, text_pair_column) if text_pair_column else None
-        return _texts(frame, text_column), pair_values
+        return Inputs(_texts(frame, text_column), pair_values)
     if input_file:
         if not Path(input_file).exists():
             raise TunelabError(f"file not found: {input_file}; check the path")
@@ -51,8 +62,8 @@ def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], t
         raise TunelabError("the input holds no text lines; give one text per line")
     split = [line.split("\t", 1) for line in lines]
     if all(len(parts) == 2 for parts in split):
-        return [p[0] for p in split], [p[1] for p in split]
-    return lines, None
+        return Inputs([p[0] for p in split], [p[1] for p in split])
+    return Inputs(lines)
 
 
 def _texts(frame, column: str) -> list[str]:
@@ -63,46 +74,23 @@ def _texts(frame, column: str) -> list[str]:
 @app.command()
 def predict(
     checkpoint: str = typer.Argument(..., help="A run's best/ or last/ folder (or the run folder)."),
-    texts: Optional[List[str]] = typer.Argument(None, help="Texts to classify."),
+    texts: Optional[List[str]] = typer.Argument(None, help="Texts to predict for."),
     pair: Optional[List[str]] = typer.Option(None, "--pair", help="Second text of a pair, once per text."),
-    input_file: Optional[str] = typer.Option(None, "--input", "-i", help="A .txt file (one text per line, TAB between a pair), or .csv/.tsv/.jsonl/.json/.parquet."),
+    input_file: Optional[str] = typer.Option(None, "--input", "-i", help="A .txt file (one text per line, TAB between a pair), .csv/.tsv/.jsonl/.json/.parquet, or a CoNLL .conll/.iob file."),
     text_column: str = typer.Option("text", help="Text column of a table --input."),
     text_pair_column: Optional[str] = typer.Option(None, help="Pair column of a table --input."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table, jsonl or csv."),
+    tokens_column: str = typer.Option("tokens", help="Column of word lists in a table --input (token classification)."),
+    output_format: str = typer.Option("table", "--format", "-f", help="table, jsonl or csv; conll for token classification."),
     batch_size: int = typer.Option(64, help="Batch size."),
     backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx (exported on first use)."),
 ) -> None:
-    """Print the label name and its probability for each input."""
-    if output_format not in FORMATS:
-        raise TunelabError(f"--format must be one of {', '.join(FORMATS)}, got '{output_format}'")
+    """Print each input's prediction: label and probability, or tagged entities."""
     from tunelab.predict import load
 
-    inputs, pairs = read_inputs(texts or [], pair or [], input_file, text_column, text_pair_column)
+    inputs = read_inputs(texts or [], pair or [], input_file, text_column, text_pair_column, tokens_column)
     predictor = load(checkpoint, batch_size=batch_size, backend=backend)
-    predictions = predictor.predict(inputs, pairs)
-    rows = []
-    for i, (text, p) in enumerate(zip(inputs, predictions)):
-        row = {"text": text}
-        if pairs:
-            row["text_pair"] = pairs[i]
-        rows.append({**row, **p.as_dict()})
-    if output_format == "jsonl":
-        for row in rows:
-            typer.echo(json.dumps(row, ensure_ascii=False))
-    elif output_format == "csv":
-        buffer = io.StringIO()
-        names = predictor.label_names if not predictor.is_regression else []
-        fields = ["text"] + (["text_pair"] if pairs else []) + ["label", "score"] + [f"p_{n}" for n in names]
-        writer = csv.writer(buffer)
-        writer.writerow(fields)
-        for row in rows:
-            writer.writerow([row["text"]] + ([row["text_pair"]] if pairs else []) + [row["label"], f"{row['score']:.6f}"]
-                            + [f"{row['probabilities'][n]:.6f}" for n in names])
-        typer.echo(buffer.getvalue(), nl=False)
-    else:
-        width = max(5, *(len(str(r["label"])) for r in rows))
-        typer.echo(f"{'label':<{width}}  {'score':>6}  text")
-        for row in rows:
-            shown = row["text"] if not pairs else f"{row['text']} || {row['text_pair']}"
-            shown = shown if len(shown) <= 100 else shown[:97] + "..."
-            typer.echo(f"{str(row['label']):<{width}}  {row['score']:>6.3f}  {shown}")
+    if output_format not in predictor.task.formats:
+        raise TunelabError(f"--format must be one of {', '.join(predictor.task.formats)} for a "
+                           f"{predictor.task.name} checkpoint, got '{output_format}'")
+    predictions = predictor.predict(inputs.items, inputs.pairs)
+    typer.echo(predictor.task.render(predictor, inputs, predictions, output_format), nl=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from typing import Optional
 
 import typer
@@ -15,60 +17,73 @@ def _values(text: Optional[str], kind, name: str) -> Optional[list]:
     if text is None:
         return None
     try:
-        return [kind(v) for v in text.split(",") if v.strip()]
+        return [kind(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise TunelabError(f"--{name} takes comma-separated numbers, got '{text}'") from None
+        raise TunelabError(f"--{name} takes comma-separated values, got '{text}'") from None
 
 
-@app.command()
-def sweep(
-    study: str = typer.Option(..., "--study", "-s", help="Folder of the study (SQLite), its trials and results."),
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data, as for `tunelab train`."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML of training options every trial shares."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model (default: the bundled MiniLM)."),
-    text_column: Optional[str] = typer.Option(None, help="Column with the text."),
-    text_pair_column: Optional[str] = typer.Option(None, help="Column with the second text of a pair."),
-    label_column: Optional[str] = typer.Option(None, help="Column with the label."),
-    validation: Optional[str] = typer.Option(None, help="Validation file or split."),
-    limit: Optional[int] = typer.Option(None, help="Training rows per trial."),
-    metric: Optional[str] = typer.Option(None, help="Metric to optimize (as for train --metric)."),
-    method: str = typer.Option("grid", help="grid, random or bayes (Optuna TPE)."),
-    trials: Optional[int] = typer.Option(None, help="Trials to run in all (grid default: the whole grid)."),
-    backend: str = typer.Option("local", help="local (one trial at a time) or ray (trials in parallel on Ray)."),
-    parallel: int = typer.Option(2, help="Trials at once with --backend ray."),
-    seed: int = typer.Option(0, help="Sampler seed."),
-    epochs: Optional[str] = typer.Option(None, help="Epochs to try, e.g. 2,3,4 (default 2,3,4)."),
-    learning_rates: Optional[str] = typer.Option(None, help="Learning rates to try (default 2e-5,5e-5)."),
-    warmup_steps: Optional[str] = typer.Option(None, help="Warm-up steps to try (default 0,100,500)."),
-    weight_decays: Optional[str] = typer.Option(None, help="Weight decays to try (default 0,0.01,0.1)."),
-    batch_sizes: Optional[str] = typer.Option(None, help="Batch sizes to try (default: not swept)."),
-    lr_schedulers: Optional[str] = typer.Option(None, help="Learning-rate schedules to try, e.g. linear,cosine (default: not swept)."),
-    label_smoothings: Optional[str] = typer.Option(None, help="Label smoothing shares to try, e.g. 0,0.1 (default: not swept)."),
-) -> None:
+def _value_kind(annotation):
+    """int, float or str from a field's type (Optional[int] -> int)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def sweep(**options) -> None:
     """Run the trials not finished yet; print the results table; write results.csv, sweep.png, best.yaml."""
     from tunelab.sweep import DEFAULT_SPACE, SweepConfig, format_table, run_sweep
-    from tunelab.train import read_config_file
+    from tunelab.train.config import field_types, read_config_file, sweepable
 
-    base = read_config_file(config) if config else {}
-    for name, value in dict(data=data, model=model, text_column=text_column, text_pair_column=text_pair_column,
-                            label_column=label_column, validation=validation, limit=limit, metric=metric).items():
-        if value is not None:
-            base[name] = value
+    base = read_config_file(options["config"]) if options["config"] else {}
+    for name in ("data", "model", "text_column", "text_pair_column", "label_column", "tokens_column",
+                 "tags_column", "validation", "limit", "metric", "task"):
+        if options[name] is not None:
+            base[name] = options[name]
     space = dict(DEFAULT_SPACE)
-    for key, text, kind, option in (("epochs", epochs, int, "epochs"),
-                                    ("learning_rate", learning_rates, float, "learning-rates"),
-                                    ("warmup_steps", warmup_steps, int, "warmup-steps"),
-                                    ("weight_decay", weight_decays, float, "weight-decays"),
-                                    ("batch_size", batch_sizes, int, "batch-sizes"),
-                                    ("lr_scheduler", lr_schedulers, str.strip, "lr-schedulers"),
-                                    ("label_smoothing", label_smoothings, float, "label-smoothings")):
-        values = _values(text, kind, option)
+    types = field_types()
+    for name, flag in sweepable().items():
+        values = _values(options[flag.replace("-", "_")], _value_kind(types[name]), flag)
         if values is not None:
-            space[key] = values
-    result = run_sweep(SweepConfig(base=base, study_dir=study, space=space, method=method, trials=trials,
-                                   backend=backend, parallel=parallel, seed=seed))
+            space[name] = values
+    result = run_sweep(SweepConfig(base=base, study_dir=options["study"], space=space, method=options["method"],
+                                   trials=options["trials"], backend=options["backend"],
+                                   parallel=options["parallel"], seed=options["seed"]))
     typer.echo(format_table(result))
     typer.echo(f"results: {result.table}")
     if result.plot:
         typer.echo(f"plot: {result.plot}")
     typer.echo(f"best config: {result.best_config}  (tunelab train --config {result.best_config} --output RUN)")
+
+
+def _parameters() -> list[inspect.Parameter]:
+    from tunelab.sweep import DEFAULT_SPACE
+    from tunelab.train.config import config_fields, sweepable
+
+    def opt(name, annotation, default, *flags, help):
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=typer.Option(default, *flags, help=help))
+
+    fields = config_fields()
+    shared = [opt(name, Optional[str] if name != "limit" else Optional[int], None, f"--{name.replace('_', '-')}",
+                  *fields[name].metadata.get("flags", ()), help=fields[name].metadata["help"])
+              for name in ("data", "model", "task", "text_column", "text_pair_column", "label_column",
+                           "tokens_column", "tags_column", "validation", "limit", "metric")]
+    swept = []
+    for name, flag in sweepable().items():
+        default = ",".join(str(v) for v in DEFAULT_SPACE[name]) if name in DEFAULT_SPACE else "not swept"
+        swept.append(opt(flag.replace("-", "_"), Optional[str], None, f"--{flag}",
+                         help=f"Values of --{name.replace('_', '-')} to try, comma-separated (default: {default})."))
+    return [
+        opt("study", str, ..., "--study", "-s", help="Folder of the study (SQLite), its trials and results."),
+        opt("config", Optional[str], None, "--config", "-c", help="YAML of training options every trial shares."),
+        *shared,
+        opt("method", str, "grid", "--method", help="grid, random or bayes (Optuna TPE)."),
+        opt("trials", Optional[int], None, "--trials", help="Trials to run in all (grid default: the whole grid)."),
+        opt("backend", str, "local", "--backend", help="local (one trial at a time) or ray (trials in parallel on Ray)."),
+        opt("parallel", int, 2, "--parallel", help="Trials at once with --backend ray."),
+        opt("seed", int, 0, "--seed", help="Sampler seed."),
+        *swept,
+    ]
+
+
+sweep.__signature__ = inspect.Signature(_parameters())
+app.command()(sweep)

@@ -1,0 +1,268 @@
+"""The training loop: a generator of optimizer steps, and a short driver that logs, evaluates, keeps the
+best checkpoint and saves training states."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from tunelab.checkpoint import append_jsonl, atomic_write_text, latest_state, prepare_run_dir, save_checkpoint
+from tunelab.collate import model_inputs
+from tunelab.errors import TunelabError
+from tunelab.metrics import is_better
+from tunelab.train.config import TrainConfig, check_mixed_precision
+from tunelab.train.optim import clip_gradients, rate_now
+from tunelab.train.setup import Setup, checkpoint_info, configure_threads, setup, start_run_folder
+from tunelab.train.state import STATE_DIR, TrainState, check_state_processes, restore, save_state
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_dir: Path
+    last_dir: Path
+    metric: str
+    best_metrics: dict[str, float]
+    best_step: int
+    steps: int
+    train_seconds: float  # wall time of the loop, evaluations included
+    samples_per_second: float  # training rows per second, evaluations excluded
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Step:
+    """One optimizer step done: the gradient norm (when measured) and whether it ended an epoch."""
+
+    grad_norm: float | None
+    epoch_end: bool
+
+
+def optimizer_steps(s: Setup, state: TrainState, measure_at) -> Iterator[Step]:
+    """Train from `state` on, yielding after every optimizer step; owns accelerate's rules: the epoch's
+    batch order, skipping what a resumed run already consumed, accumulation and clipping."""
+    accelerator, model, loader, config = s.accelerator, s.model, s.train_loader, s.config
+    for epoch in range(state.epoch, s.epochs):
+        # accelerate's loader re-sets its sampler's epoch from its own iteration count on every pass,
+        # so set that count too: a resumed run has not iterated this loader before.
+        loader.set_epoch(epoch)
+        batches = loader
+        if state.batch_in_epoch:
+            batches = accelerator.skip_first_batches(loader, state.batch_in_epoch)
+            batches.set_epoch(epoch)
+        s.sampler.set_epoch(epoch)
+        for batch in batches:
+            grad_norm = None
+            with accelerator.accumulate(model):
+                loss = s.task.loss(model, batch, config.label_smoothing)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    # The norm is measured every step only when clipping needs it; otherwise on logged steps.
+                    grad_norm = clip_gradients(accelerator, model, config.max_grad_norm,
+                                               measure=measure_at(state.step + 1))
+                    if config.max_grad_norm:
+                        state.window_clipped += grad_norm is not None and grad_norm > config.max_grad_norm
+                s.optimizer.step()
+                s.scheduler.step()
+                s.optimizer.zero_grad()
+            rows = len(batch["labels"]) * accelerator.num_processes
+            state.batch_in_epoch += 1
+            state.seen += rows
+            state.window_seen += rows
+            state.running_loss += float(loss.detach())
+            state.running_count += 1
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            epoch_end = state.batch_in_epoch >= len(loader)
+            if epoch_end:
+                state.epoch, state.batch_in_epoch = epoch + 1, 0
+            yield Step(grad_norm, epoch_end)
+            if epoch_end:
+                break
+
+
+@torch.inference_mode()
+def evaluate_loader(model, loader, accelerator, task, data, encoded) -> tuple[dict[str, float], "object"]:
+    """Loss and the task's metrics over a whole loader, gathered across processes; also the task's Scores."""
+    model.eval()
+    gathered, losses, count = [], 0.0, 0
+    for batch in loader:
+        outputs = model(**model_inputs(batch))
+        gathered.append(tuple(t.cpu().numpy() for t in task.outputs(outputs.logits, batch, accelerator)))
+        losses += float(outputs.loss) * len(batch["labels"])
+        count += len(batch["labels"])
+    model.train()
+    loss = accelerator.reduce(torch.tensor([losses, count], dtype=torch.float64), reduction="sum")
+    scores = task.score(gathered, encoded, data)
+    return {"loss": float(loss[0] / max(loss[1], 1)), **scores.metrics}, scores
+
+
+def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
+    """Fine-tune `config.model` on `config.data` for its task; write the run folder; return the best metrics.
+
+    With `resume`, continue the run in `config.output` from its newest training state:
+    the same batches in the same order, the same random numbers, the same result.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    config.check()
+    check_mixed_precision(config.mixed_precision)
+    run_dir = config.run_dir()
+    state_path = latest_state(run_dir / STATE_DIR) if resume else None
+    if resume and state_path is None:
+        raise TunelabError(f"{run_dir} has no training state to resume from (no {STATE_DIR}/step-*); "
+                           "start it again with --overwrite")
+    if not resume:
+        prepare_run_dir(run_dir, config.overwrite)  # fail before any slow work
+    configure_threads(config)
+    # cpu=True without a GPU: under torchrun-style launchers (`accelerate launch --multi_gpu`, torchrun) or
+    # MPI (`accelerate launch --cpu --num_processes N --mpirun_hostfile ...`) the processes then join a gloo group.
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
+                              cpu=not torch.cuda.is_available())
+    accelerator.wait_for_everyone()  # every process has checked the run folder before the main one writes
+    if resume:
+        check_state_processes(state_path, accelerator.num_processes)  # before the slow loading
+    set_seed(config.seed)
+    s = setup(config, accelerator, data)
+
+    state, history = TrainState(), []
+    if resume:
+        state, history = restore(state_path, run_dir, accelerator, s.model, s.optimizer, s.scheduler)
+        logger.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, state.step, state.epoch,
+                    state.batch_in_epoch)
+    elif accelerator.is_main_process:
+        start_run_folder(s, run_dir)
+    logger.info("training %s (%s) on %d rows: %d epochs, %d steps, %d warm-up", s.model_name, s.data.task,
+                len(s.data.train), s.epochs, s.total_steps, s.warmup)
+
+    main = accelerator.is_main_process
+    started = time.perf_counter()
+    window_start, eval_seconds = started, 0.0
+    progress = tqdm(total=s.total_steps, initial=state.step, desc="train", dynamic_ncols=True, mininterval=1.0,
+                    disable=not (config.progress and accelerator.is_local_main_process))
+
+    def log(record: dict) -> None:
+        history.append(record)
+        if main:
+            append_jsonl(run_dir / "metrics.jsonl", record)
+
+    def evaluate_and_keep() -> bool:
+        """Evaluate, save `best/` on improvement; return True when patience ran out."""
+        nonlocal eval_seconds, window_start
+        eval_started = time.perf_counter()
+        epoch = state.step / s.steps_per_epoch
+        metrics, scores = evaluate_loader(s.model, s.val_loader, accelerator, s.task, s.data, s.val_encoded)
+        log({"step": state.step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
+        if main:
+            message = f"step {state.step} (epoch {epoch:.2f}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            progress.write(message, file=sys.stderr) if not progress.disable else logger.info(message)
+        improved = is_better(s.metric, metrics[s.metric], state.best_value)
+        if improved:
+            state.best_value, state.best_metrics, state.best_step = metrics[s.metric], metrics, state.step
+            state.evals_since_best = 0
+            state.best_confusion = scores.details.get("confusion_matrix")
+            state.best_confusion_labels = scores.details.get("confusion_labels")
+            accelerator.wait_for_everyone()
+            if main:
+                save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "best",
+                                checkpoint_info(s, step=state.step, epoch=epoch, metrics=metrics, metric=s.metric))
+        else:
+            state.evals_since_best += 1
+        spent = time.perf_counter() - eval_started  # training speed excludes evaluation time
+        eval_seconds += spent
+        window_start += spent
+        return not improved and config.patience is not None and state.evals_since_best >= config.patience
+
+    def logs_at(step: int) -> bool:
+        return step % config.logging_steps == 0 or step == s.total_steps
+
+    def log_training(grad_norm: float | None) -> None:
+        nonlocal window_start
+        now = time.perf_counter()
+        speed = state.window_seen / max(now - window_start, 1e-9)
+        mean_loss = state.running_loss / state.running_count
+        record = {"step": state.step, "epoch": round(state.step / s.steps_per_epoch, 4), "loss": mean_loss,
+                  "learning_rate": rate_now(s.optimizer, config.learning_rate), "samples_per_s": speed}
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm  # before clipping, at this step (as the Trainer logs it)
+        if config.max_grad_norm:
+            # How often --max-grad-norm bound in this window: near 1, it rescales nearly every step.
+            # The window began after the previous log, at a multiple of --logging-steps.
+            window_steps = state.step - (state.step - 1) // config.logging_steps * config.logging_steps
+            record["clipped"] = round(state.window_clipped / window_steps, 4)
+        log(record)
+        progress.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{speed:.1f}")
+        state.running_loss, state.running_count, state.window_seen, window_start = 0.0, 0, 0, now
+        state.window_clipped = 0
+
+    seen_before = state.seen  # rows trained before a resume do not count towards this process's speed
+    s.model.train()
+    stop = False
+    for step in optimizer_steps(s, state, logs_at):
+        progress.update(1)
+        if logs_at(state.step):
+            log_training(step.grad_norm)
+        if config.eval_every:
+            evaluate_now = state.step % config.eval_every == 0
+        else:
+            evaluate_now = step.epoch_end or state.step >= s.total_steps
+        if evaluate_now:
+            stop = evaluate_and_keep()
+        if stop or state.step >= s.total_steps:  # the one place that decides to stop
+            break
+        if step.epoch_end or (config.save_every and state.step % config.save_every == 0):
+            save_state(run_dir, state, accelerator, s.model, s.optimizer, s.scheduler, config.keep_states)
+    if config.eval_every and state.step % config.eval_every != 0 and not stop:
+        evaluate_and_keep()
+    progress.close()
+    elapsed = time.perf_counter() - started
+    return finish(s, run_dir, state, history, elapsed, eval_seconds, seen_before)
+
+
+def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elapsed: float, eval_seconds: float,
+           seen_before: int) -> TrainResult:
+    """Save last/, write summary.json and the plots."""
+    accelerator = s.accelerator
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "last",
+                        checkpoint_info(s, step=state.step))
+    result = TrainResult(
+        run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=s.metric,
+        best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step, train_seconds=elapsed,
+        samples_per_second=(state.seen - seen_before) / max(elapsed - eval_seconds, 1e-9), history=history,
+    )
+    if accelerator.is_main_process:
+        summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()
+                   if k != "history"}
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_plots(run_dir, history, state.best_confusion, state.best_confusion_labels, state.best_step)
+    accelerator.end_training()
+    return result
+
+
+def write_plots(run_dir: Path, history: list[dict], confusion, labels, best_step: int) -> None:
+    """plots/loss.png, plots/metrics.png and plots/confusion_matrix.png (of the best checkpoint)."""
+    from tunelab.plots import plot_confusion, plot_training
+
+    try:
+        plot_training(history, run_dir / "plots")
+        if confusion is not None and labels:
+            plot_confusion(confusion, labels, run_dir / "plots" / "confusion_matrix.png",
+                           title=f"Validation, best checkpoint (step {best_step})")
+    except Exception as exc:  # noqa: BLE001 - plots must never cost a finished run
+        logger.warning("could not write plots: %s", exc)

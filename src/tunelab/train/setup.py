@@ -1,0 +1,131 @@
+"""Setting a run up for its task: data, model, batches, optimizer and schedule, prepared by accelerate."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab.checkpoint import atomic_write_text, clear_run_dir
+from tunelab.errors import TunelabError
+from tunelab.tasks.base import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Setup:
+    """Everything the loop needs, built once (and again, identically, on resume)."""
+
+    config: Any
+    accelerator: Any
+    task: Any
+    data: Any
+    settings: Settings
+    model_name: str
+    tokenizer: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    val_loader: Any
+    sampler: Any  # the training batch order, a function of (seed, epoch): resumable
+    val_encoded: Any
+    metric: str
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    warmup: int
+
+
+def resolve_metric(task, data, requested: str) -> str:
+    """The metric that picks best/: the one asked for, or the task's default."""
+    if requested == "auto":
+        return task.default_metric(data)
+    allowed = ("loss",) + tuple(task.metrics)
+    if requested not in allowed:
+        raise TunelabError(f"--metric {requested} is not reported for {data.task}; use one of {', '.join(allowed)}")
+    return requested
+
+
+def setup(config, accelerator, data=None) -> Setup:
+    from tunelab.collate import effective_max_length, make_loader
+    from tunelab.data import load_task_data
+    from tunelab.modeling import load_model, load_tokenizer, resolve_model
+    from tunelab.tasks import get_task
+    from tunelab.train.optim import build_optimizer, make_scheduler
+
+    spec = config.data_spec()
+    data = data or load_task_data(spec)
+    task = get_task(data.task)
+    if config.label_smoothing and data.task != "classification":
+        what = "numeric labels (regression)" if data.task == "regression" else f"{data.task} data"
+        raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has {what}; "
+                           "drop --label-smoothing")
+    metric = resolve_metric(task, data, config.metric)
+    model_name = resolve_model(config.model)
+    tokenizer = load_tokenizer(model_name)
+    model = load_model(model_name, task, data, from_scratch=config.from_scratch,
+                       freeze_encoder=config.freeze_encoder, freeze_embeddings=config.freeze_embeddings)
+    max_length = effective_max_length(tokenizer, model.config, config.max_length)
+    settings = task.settings(spec, max_length, min(config.stride, max_length - 1), data)
+    settings.info["label_all_tokens"] = config.label_all_tokens
+
+    collator = task.collator(tokenizer, data)
+    train_encoded = task.encode(tokenizer, data.train, settings, training=True, label_names=data.label_names)
+    val_encoded = task.encode(tokenizer, data.validation, settings, training=False)
+    train_loader = make_loader(train_encoded, config.batch_size, collator, config.seed,
+                               group_by_length=config.group_by_length)
+    val_loader = make_loader(val_encoded, config.eval_batch_size, collator, shuffle=False)
+    sampler = train_loader.batch_sampler
+    # Each process gets every n-th batch; its optimizer steps are what the loop counts.
+    processes = accelerator.num_processes
+    steps_per_epoch = math.ceil(math.ceil(len(train_loader) / processes) / config.grad_accum)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
+
+    optimizer = build_optimizer(model, config)
+    # accelerate steps a prepared scheduler once per process at every optimizer step.
+    scheduler = make_scheduler(optimizer, config.lr_scheduler, warmup * processes, total_steps * processes)
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler
+    )
+    return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
+                 train_loader, val_loader, sampler, val_encoded, metric, steps_per_epoch, total_steps, epochs, warmup)
+
+
+def start_run_folder(s: Setup, run_dir: Path) -> None:
+    """A new run: empty the folder when --overwrite said so, write config.yaml with what was resolved."""
+    import yaml
+
+    config = s.config
+    if config.overwrite:
+        clear_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {"task": s.data.task, "model_path": s.model_name, "max_length": s.settings.max_length,
+                "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
+                "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
+                "num_processes": s.accelerator.num_processes, **s.data.info}
+    text = yaml.safe_dump({**dataclasses.asdict(config), "output": str(run_dir), "resolved": resolved},
+                          sort_keys=False)
+    atomic_write_text(run_dir / "config.yaml", text)
+
+
+def checkpoint_info(s: Setup, **extra) -> dict:
+    """What a checkpoint's tunelab.json records: how its data was read and cut, and `extra`."""
+    return {**extra, "settings": dataclasses.asdict(s.settings)}
+
+
+def configure_threads(config) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    # Adam's moments of embedding rows that no batch touches decay towards zero and, after several
+    # hundred steps, into subnormal floats, which x86 CPUs compute 10-100x slower. Flushing them to
+    # zero changes nothing measurable (they are below 1e-38) and keeps long runs at full speed.
+    torch.set_flush_denormal(True)
