@@ -134,3 +134,88 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+# ---------------------------------------------------------------- token classification
+
+PEOPLE = ["alice", "bob", "carol", "dave"]
+PLACES = ["paris", "london", "berlin", "washington"]  # "washington" has no word of its own: wash ##ing ##ton
+FIRMS = ["acme", "globex"]
+NER_FILLER = ["visited", "with", "and", "met", "in", "works", "at", "today", "the", "new", "york"]
+
+
+def build_tiny_ner_bert(path):
+    """A 2-layer BERT (no head) with a WordPiece vocab for the entity sentences, saved like any checkpoint."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = SPECIAL + PEOPLE + PLACES[:3] + FIRMS + NER_FILLER + ["wash", "##ing", "##ton", ".", ","]
+    vocab = {token: i for i, token in enumerate(words)}
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
+    tokenizer.model_max_length = 64
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def ner_sentences(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
+    """Sentences of (word, IOB2 tag): people, places (one of two words: "new york") and firms."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        person, other = rng.sample(PEOPLE, 2)
+        place = rng.choice(PLACES + ["new york"])
+        firm = rng.choice(FIRMS)
+        words = [(person, "B-PER"), ("visited", "O")]
+        words += [(w, ("B-LOC" if i == 0 else "I-LOC")) for i, w in enumerate(place.split())]
+        if rng.random() < 0.5:
+            words += [("with", "O"), (other, "B-PER")]
+        words += [("and", "O"), ("works", "O"), ("at", "O"), (firm, "B-ORG"), (".", "O")]
+        out.append(words)
+    return out
+
+
+def iob1(tags: list[str]) -> list[str]:
+    """IOB2 tags as CoNLL-2003 writes them: I- everywhere, B- only where two entities of a type touch."""
+    out = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("B-") and not (i and tags[i - 1] != "O" and tags[i - 1][2:] == tag[2:]):
+            tag = "I-" + tag[2:]
+        out.append(tag)
+    return out
+
+
+def write_conll(path, sentences, scheme=iob1) -> None:
+    """A CoNLL-2003 style file: word POS chunk NER, -DOCSTART- first, blank lines between sentences."""
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for words in sentences:
+        tags = scheme([t for _, t in words])
+        lines += [f"{w} NN I-NP {t}" for (w, _), t in zip(words, tags)] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_bert(tmp_path_factory):
+    return str(build_tiny_ner_bert(tmp_path_factory.mktemp("tiny-ner-bert")))
+
+
+@pytest.fixture(scope="session")
+def ner_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ner")
+    write_conll(folder / "train.conll", ner_sentences(240, seed=1))
+    write_conll(folder / "valid.conll", ner_sentences(40, seed=2))
+    return folder / "train.conll", folder / "valid.conll"
+
+
+@pytest.fixture(scope="session")
+def ner_run(ner_files, tiny_ner_bert, tmp_path_factory):
+    """One token-classification run on IOB1 CoNLL files, shared by the NER tests."""
+    from tunelab.train import TrainConfig, train
+
+    train_file, valid_file = ner_files
+    config = TrainConfig(data=str(train_file), validation=str(valid_file), model=tiny_ner_bert,
+                         output=str(tmp_path_factory.mktemp("ner-run") / "run"), epochs=6, batch_size=16,
+                         learning_rate=5e-3, progress=False, logging_steps=5, warmup_ratio=0.0, max_length=24)
+    return train(config)

@@ -135,25 +135,28 @@ class TokenClassificationTask(Task):
     def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
         from tunelab.data import TaskData, limit_rows, split_validation
 
+        # Tags are normalized per file, in file order, so a repair names the sentence as the file has it.
         train = self.sentences(spec, splits.train, splits.train_where)
+        normalized = to_iob2(train["tags"].tolist())
+        scheme = normalized.scheme
+        logger.info("tags: %s scheme found, normalized to IOB2", scheme)
+        report_repairs(normalized, splits.train_where)
+        train = train.assign(tags=normalized.tags)
         validation = None
         if splits.validation is not None:
             validation = self.sentences(spec, splits.validation, splits.validation_where)
+            checked = to_iob2(validation["tags"].tolist(), scheme)
+            report_repairs(checked, splits.validation_where)
+            validation = validation.assign(tags=checked.tags)
         train = limit_rows(train, spec.limit, spec.seed)
         if validation is None:
             train, validation = split_validation(train, spec)
-        normalized = to_iob2(train["tags"].tolist())
-        checked = to_iob2(validation["tags"].tolist(), normalized.scheme)
-        repaired = normalized.repaired + checked.repaired
-        logger.info("tags: %s scheme found, normalized to IOB2", normalized.scheme)
-        if repaired:
-            example = normalized.first_repair or checked.first_repair
-            logger.warning("%d tags break the %s scheme (an I- tag that starts an entity; first in %s); repaired "
-                           "as B- tags", repaired, normalized.scheme, example)
-        names = tag_order({t for tags in normalized.tags for t in tags})
+        repaired = normalized.repaired + (checked.repaired if splits.validation is not None else 0)
+        train_tags, checked_tags = train["tags"].tolist(), validation["tags"].tolist()
+        names = tag_order({t for tags in train_tags for t in tags})
         seen = set(names)
         unseen: dict[str, int] = {}
-        for tags in checked.tags:
+        for tags in checked_tags:
             for tag in tags:
                 if tag not in seen:
                     unseen[tag] = unseen.get(tag, 0) + 1
@@ -162,11 +165,11 @@ class TokenClassificationTask(Task):
             raise TunelabError(f"validation tag {listed} never appears in the training data; remove those "
                                "sentences from the validation data or add training sentences with that tag")
         ids = {name: i for i, name in enumerate(names)}
-        train = train.assign(tags=[[ids[t] for t in tags] for tags in normalized.tags])
-        validation = validation.assign(tags=[[ids[t] for t in tags] for tags in checked.tags])
+        train = train.assign(tags=[[ids[t] for t in tags] for tags in train_tags])
+        validation = validation.assign(tags=[[ids[t] for t in tags] for tags in checked_tags])
         return TaskData(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
                         label_names=names, has_pairs=False, name=splits.name, label_values=list(names),
-                        task=self.name, info={"tag_scheme": normalized.scheme, "repaired_tags": repaired})
+                        task=self.name, info={"tag_scheme": scheme, "repaired_tags": repaired})
 
     def default_metric(self, data: "TaskData") -> str:
         return "f1"
@@ -327,6 +330,12 @@ class TokenClassificationTask(Task):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def report_repairs(normalized, where: str) -> None:
+    if normalized.repaired:
+        logger.warning("%s: %d tags break the %s scheme (an I- tag that starts an entity; first in %s); repaired "
+                       "as B- tags", where, normalized.repaired, normalized.scheme, normalized.first_repair)
 
 
 def is_list(value) -> bool:

@@ -73,7 +73,7 @@ def setup(config, accelerator, data=None) -> Setup:
     model = load_model(model_name, task, data, from_scratch=config.from_scratch,
                        freeze_encoder=config.freeze_encoder, freeze_embeddings=config.freeze_embeddings)
     max_length = effective_max_length(tokenizer, model.config, config.max_length)
-    settings = task.settings(spec, max_length, min(config.stride, max_length - 1), data)
+    settings = task.settings(spec, max_length, min(config.stride, max_length // 2), data)
     settings.info["label_all_tokens"] = config.label_all_tokens
 
     collator = task.collator(tokenizer, data)

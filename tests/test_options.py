@@ -1,0 +1,88 @@
+"""Options are declared once, on TrainConfig: the train and sweep command lines come from its fields."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from conftest import run_cli
+
+
+def train_command_options() -> dict[str, object]:
+    import typer.main
+
+    from tunelab.cli import _register, app
+
+    _register()
+    command = typer.main.get_command(app).commands["train"]
+    return {p.name: p for p in command.params}
+
+
+def test_the_train_command_line_and_the_dataclass_agree():
+    from tunelab.train.config import TrainConfig
+
+    options = train_command_options()
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(options) - {"config", "resume"} == set(fields)
+    for name, f in fields.items():
+        assert options[name].default == f.default, name
+        assert options[name].help == f.metadata["help"], name
+    assert options["learning_rate"].opts == ["--learning-rate", "--lr"]
+    assert options["group_by_length"].secondary_opts == ["--no-group-by-length"]
+
+
+def test_an_option_added_to_the_dataclass_appears_on_the_command_line(monkeypatch):
+    from tunelab.cli.train import config_parameters
+    from tunelab.train import config as config_module
+
+    extended = dataclasses.make_dataclass(
+        "Extended", [("dropout_boost", float, config_module.option(0.25, "A new option."))],
+        bases=(config_module.TrainConfig,))
+    monkeypatch.setattr(config_module, "TrainConfig", extended)
+    added = {p.name: p for p in config_parameters()}["dropout_boost"]
+    assert added.default.default == 0.25 and added.default.param_decls == ("--dropout-boost",)
+    assert added.default.help == "A new option." and added.annotation is float
+
+
+def test_sweepable_options_come_from_the_dataclass():
+    from tunelab.train.config import sweepable
+
+    assert sweepable() == {"epochs": "epochs", "batch_size": "batch-sizes", "learning_rate": "learning-rates",
+                           "weight_decay": "weight-decays", "warmup_steps": "warmup-steps",
+                           "lr_scheduler": "lr-schedulers", "label_smoothing": "label-smoothings"}
+
+
+def test_every_task_default_metric_is_higher_is_better():
+    # The sweep maximizes "auto": that holds only while every task's default metric grows with quality.
+    from tunelab.metrics import LOWER_IS_BETTER
+    from tunelab.tasks import registry
+    from tunelab.data import TaskData
+    import pandas as pd
+
+    for task in registry().values():
+        data = TaskData(pd.DataFrame(), pd.DataFrame(), None if task.name == "regression" else ["a", "b"], False, "x",
+                        task=task.name)
+        assert task.default_metric(data) not in LOWER_IS_BETTER
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["trian"], "Error: No such command 'trian'. Did you mean 'train'?"),
+    (["train", "--lora"], "Error: No such option: --lora (Possible options: --lr)"),
+    (["predict"], "Error: Missing argument 'checkpoint'."),
+    (["train", "--epochs", "many"], "Error: Invalid value for '--epochs': Input should be a valid integer, "
+                                      "unable to parse string as an integer"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, expected, capsys):
+    code, out, err = run_cli(args, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == expected
+
+
+def test_resume_refuses_options_that_change_what_the_run_computes(tmp_path, capsys):
+    from tunelab.train.config import changeable_on_resume
+
+    assert changeable_on_resume() == {"logging_steps", "threads", "progress", "keep_states"}
+    code, _, err = run_cli(["train", "--resume", tmp_path, "--epochs", "2", "--lr", "1e-3"], capsys)
+    assert code == 1 and err.strip() == ("error: --resume continues a run as it was configured; drop --epochs, "
+                                         "--learning-rate")
