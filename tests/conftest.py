@@ -14,6 +14,31 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)  # a tiny model's step is 20-90x slower on two threads
 
+# CI sets TUNELAB_STRICT_SKIPS=1: a skipped test fails the run unless its reason is in allowed_skips.txt
+# (a failed apt-get of chromium or openmpi must not turn their tests into silent skips).
+ALLOWED_SKIPS = os.path.join(os.path.dirname(__file__), "allowed_skips.txt")
+_skipped: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append((report.nodeid, reason.removeprefix("Skipped: ")))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("TUNELAB_STRICT_SKIPS") != "1":
+        return
+    with open(ALLOWED_SKIPS, encoding="utf-8") as handle:
+        allowed = {line.strip() for line in handle if line.strip() and not line.startswith("#")}
+    refused = [(node, reason) for node, reason in _skipped if reason not in allowed]
+    if refused:
+        for node, reason in refused:
+            print(f"\nskipped without an allowed reason: {node}: {reason}")
+        print(f"\n{len(refused)} test(s) skipped without an allowed reason (tests/allowed_skips.txt); "
+              "install what they need or add the reason to the list")
+        session.exitstatus = 1
+
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "fun"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "weak"]
 FILLER = ["the", "movie", "was", "a", "plot", "and", "very", "film", "really", "story"]

@@ -15,10 +15,16 @@ def test_dynamic_padding_pads_each_batch_to_its_longest(tiny_bert):
     encoded = encode(tokenizer, texts, None, 64, labels=[1, 1, 1, 0])
     assert "token_type_ids" in encoded.features
     loader = make_loader(encoded, 2, Collator(tokenizer.pad_token_id), shuffle=False)
-    widths = [batch["input_ids"].shape[1] for batch in loader]
-    assert widths == [10, 3]  # longest first: [CLS] 8 words [SEP] with "good movie"; then "good", "bad"
-    for batch in loader:
-        assert (batch["attention_mask"].sum(1) <= batch["input_ids"].shape[1]).all()
+    batches = list(loader)
+    assert [b["input_ids"].shape[1] for b in batches] == [10, 3]  # longest first: 8 words with "good movie"
+    first = batches[0]
+    # The longest row is not padded; the other row's padded positions hold the pad id with mask 0.
+    assert first["attention_mask"][0].tolist() == [1] * 10
+    assert first["attention_mask"][1].tolist() == [1] * 4 + [0] * 6
+    assert first["input_ids"][1, 4:].tolist() == [tokenizer.pad_token_id] * 6
+    assert first["token_type_ids"][1, 4:].tolist() == [0] * 6
+    assert first["labels"].tolist() == [1, 1] and first["row_index"].tolist() == [2, 1]
+    assert batches[1]["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1]]
 
 
 def test_pairs_get_segment_ids_and_truncation(tiny_bert):
@@ -64,3 +70,11 @@ def test_prediction_batches_cover_every_row_once_with_little_padding():
         assert all(lengths[i] <= widest and lengths[i] >= widest * 2 / 3 for i in batch)
     # Longest first: [41, 40, 38] fill a batch; 30 starts one and 12 is under 2/3 of it.
     assert [[lengths[i] for i in b] for b in batches] == [[41, 40, 38], [30], [12, 11, 8], [7, 6, 5]]
+
+
+def test_per_piece_labels_are_padded_with_minus_100():
+    rows = [{"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "labels": [-100, 1, -100], "row_index": 0},
+            {"input_ids": [2, 3], "attention_mask": [1, 1], "labels": [-100, -100], "row_index": 1}]
+    batch = Collator(pad_token_id=0)(rows)
+    assert batch["labels"].tolist() == [[-100, 1, -100], [-100, -100, -100]]
+    assert batch["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]

@@ -34,7 +34,7 @@ def test_tsv_pairs_with_unclosed_quotes_are_not_merged(tmp_path):
     assert set(data.train.columns) == {"text", "text_pair", "label"}
 
 
-@pytest.mark.parametrize("kind", ["json", "jsonl", "parquet", "csv.gz"])
+@pytest.mark.parametrize("kind", ["json", "jsonl", "parquet", "csv.gz", "csv.bz2", "tsv.xz"])
 def test_other_formats(tmp_path, kind):
     rows = sentiment_rows(40)
     path = tmp_path / f"data.{kind}"
@@ -45,7 +45,8 @@ def test_other_formats(tmp_path, kind):
     elif kind == "parquet":
         pd.DataFrame(rows).to_parquet(path)
     else:
-        pd.DataFrame(rows).to_csv(path, index=False, compression="gzip")
+        compression = {"gz": "gzip", "bz2": "bz2", "xz": "xz"}[kind.split(".")[1]]
+        pd.DataFrame(rows).to_csv(path, index=False, compression=compression, sep="\t" if "tsv" in kind else ",")
     data = load_task_data(DataSpec(str(path)))
     assert len(data.train) + len(data.validation) == 40
     assert data.label_names == ["negative", "positive"]
@@ -144,3 +145,12 @@ def test_option_problems_are_collected():
         DataSpec("x.csv", validation_fraction=1.5, limit=1, task="ranking").check()
     message = str(info.value)
     assert "--validation-fraction" in message and "--limit" in message and "--task" in message
+
+
+def test_task_classification_keeps_numeric_labels_as_classes(tmp_path):
+    path = tmp_path / "grades.csv"
+    pd.DataFrame({"text": [f"t{i}" for i in range(12)], "label": [0.5, 1.5, 2.5] * 4}).to_csv(path, index=False)
+    assert load_task_data(DataSpec(str(path))).is_regression  # auto: non-integer numbers are scores
+    data = load_task_data(DataSpec(str(path), task="classification"))
+    assert data.task == "classification" and data.label_names == ["0.5", "1.5", "2.5"]
+    assert sorted(data.train["label"].unique().tolist() + data.validation["label"].unique().tolist()) == [0, 0, 1, 1, 2, 2]

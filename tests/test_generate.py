@@ -22,9 +22,15 @@ def test_same_seed_same_text_and_token_count(tiny_gpt2):
 
 def test_streamed_pieces_make_the_text(tiny_gpt2):
     model, tokenizer = load_generator(tiny_gpt2)
-    pieces: list[str] = []
-    result = generate(model, tokenizer, "the movie", GenerationOptions(max_new_tokens=8, greedy=True), pieces.append)
-    assert "".join(pieces).strip() == result.texts[0].strip() and len(pieces) >= 1
+    forwards = []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    pieces: list[tuple[str, int]] = []
+    options = GenerationOptions(max_new_tokens=8, greedy=True, repetition_penalty=1.0)
+    result = generate(model, tokenizer, "the movie", options, lambda text: pieces.append((text, len(forwards))))
+    assert "".join(t for t, _ in pieces).strip() == result.texts[0].strip()
+    # Several pieces, the first while the model still had tokens to compute (streamed, not sent at the end).
+    assert len(pieces) >= 3 and result.new_tokens == 8
+    assert pieces[0][1] < len(forwards) and pieces[0][1] <= 3
 
 
 def test_several_sequences_top_k_and_greedy(tiny_gpt2):
@@ -47,10 +53,28 @@ def test_chat_template_is_used_when_the_model_has_one(tmp_path):
     assert tokenizer.convert_ids_to_tokens(plain) == ["good", "movie"]
 
 
-def test_cli_generates_and_streams(tiny_gpt2, capsys):
-    code, out, err = run_cli(["generate", tiny_gpt2, "once upon a time", "--max-new-tokens", "6", "--seed", "3"], capsys)
+def test_cli_generates_and_streams(tiny_gpt2, capsys, monkeypatch):
+    import sys
+
+    writes: list[str] = []
+    real = sys.stdout
+
+    class Recorder:
+        def write(self, text):
+            writes.append(text)
+            return real.write(text)
+
+        def flush(self):
+            real.flush()
+
+    monkeypatch.setattr("tunelab.cli.generate.sys.stdout", Recorder())
+    code, out, err = run_cli(["generate", tiny_gpt2, "once upon a time", "--max-new-tokens", "6", "--seed", "3",
+                              "--repetition-penalty", "1.0"], capsys)
     assert code == 0, err
     assert out.strip() and "tokens/s]" in err
+    assert len([w for w in writes if w.strip()]) >= 3  # written piece by piece, then the newline
+    assert "".join(writes) == out
+    monkeypatch.undo()
     code, again, _ = run_cli(["generate", tiny_gpt2, "once upon a time", "--max-new-tokens", "6", "--seed", "3"], capsys)
     assert again == out
 

@@ -48,9 +48,25 @@ def test_attention_cli_writes_png_and_tensors(tiny_bert, tmp_path, capsys):
         assert image.size[0] > 400
     saved = np.load(tmp_path / "att.npz")
     assert saved["attentions"].shape == (2, 4, 6, 6) and list(saved["tokens"])[0] == "[CLS]"
-    for extra in (["--layer", "1"], ["--layer", "1", "--head", "3"], ["--average"]):
-        code, _, err = run_cli(["attention", tiny_bert, "good", "-o", tmp_path / "one.png", *extra], capsys)
+    hidden = np.load(tmp_path / "h.npz")
+    assert hidden["hidden_states"].shape == (3, 6, 32) and list(hidden["tokens"]) == [
+        "[CLS]", "the", "movie", "was", "good", "[SEP]"]
+    # Each view is a picture of its own size: one layer's 4 heads and their average side by side, one
+    # head alone, one head-averaged map per layer.
+    sizes = {}
+    for name, extra in (("layer", ["--layer", "1"]), ("head", ["--layer", "1", "--head", "3"]),
+                        ("average", ["--average"])):
+        picture = tmp_path / f"{name}.png"
+        code, out, err = run_cli(["attention", tiny_bert, "good", "-o", picture, *extra,
+                                  "--hidden-states", tmp_path / f"{name}.npz"], capsys)
         assert code == 0, err
+        with Image.open(picture) as image:
+            assert image.format == "PNG"
+            sizes[name] = image.size
+        assert np.load(tmp_path / f"{name}.npz")["hidden_states"].shape == (3, 3, 32)
+    assert sizes["layer"][0] > 2 * sizes["layer"][1]  # five panels in a row
+    assert sizes["average"][0] > sizes["average"][1]  # two layers in a row
+    assert sizes["head"][0] < 1.5 * sizes["head"][1]  # one square map
     code, _, err = run_cli(["attention", tiny_bert, "good", "--layer", "5", "-o", tmp_path / "x.png"], capsys)
     assert code == 1 and "error: --layer 5 is out of range: the model has 2 layers (0 to 1)" in err
     assert not (tmp_path / "x.png").exists()

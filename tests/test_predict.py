@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 import tunelab
@@ -84,16 +85,44 @@ def test_predict_from_file_and_stdin(trained_run, tmp_path, capsys, monkeypatch)
     assert [json.loads(x)["label"] for x in out.splitlines()] == ["positive", "negative"]
 
 
-def test_predict_pairs_from_cli(pairs_tsv, tiny_bert, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory, tiny_bert):
+    from conftest import pair_rows
     from tunelab.train import TrainConfig, train
 
-    result = train(TrainConfig(data=str(pairs_tsv), model=tiny_bert, output=str(tmp_path / "run"), epochs=1,
-                               text_column="sentence1", text_pair_column="sentence2", progress=False))
-    code, out, err = run_cli(["predict", result.best_dir, "good fun", "--pair", "great fine", "-f", "jsonl"], capsys)
+    folder = tmp_path_factory.mktemp("pairs")
+    pd.DataFrame(pair_rows(200, seed=3)).to_csv(folder / "pairs.csv", index=False)
+    return train(TrainConfig(data=str(folder / "pairs.csv"), model=tiny_bert, output=str(folder / "run"), epochs=3,
+                             batch_size=16, learning_rate=3e-3, text_column="sentence1", text_pair_column="sentence2",
+                             progress=False, warmup_ratio=0.0))
+
+
+def direct_probabilities(checkpoint, text: str, pair: str | None) -> np.ndarray:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    with torch.no_grad():
+        return torch.softmax(model(**tokenizer(text, pair, return_tensors="pt")).logits[0], -1).numpy()
+
+
+def test_predict_pairs_from_cli(pair_run, tmp_path, capsys):
+    code, out, err = run_cli(["predict", pair_run.best_dir, "good fun", "--pair", "awful weak", "-f", "jsonl"], capsys)
     assert code == 0, (out, err)
     row = json.loads(out)
-    assert code == 0 and row["text_pair"] == "great fine" and row["label"] in {"0", "1"}
-    code, out, err = run_cli(["predict", result.best_dir, "a", "b", "--pair", "c"], capsys)
+    assert row["text_pair"] == "awful weak"
+    ours = np.array([row["probabilities"]["0"], row["probabilities"]["1"]])
+    np.testing.assert_allclose(ours, direct_probabilities(pair_run.best_dir, "good fun", "awful weak"), atol=1e-5)
+    assert np.abs(ours - direct_probabilities(pair_run.best_dir, "good fun", None)).max() > 1e-3
+    # TAB-separated lines of a .txt input are pairs too.
+    lines = tmp_path / "pairs.txt"
+    lines.write_text("good fun\tawful weak\nlovely great\tsuperb fine\n", encoding="utf-8")
+    code, out, err = run_cli(["predict", pair_run.best_dir, "--input", lines, "-f", "jsonl"], capsys)
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert [(r["text"], r["text_pair"]) for r in rows] == [("good fun", "awful weak"), ("lovely great", "superb fine")]
+    assert rows[0]["probabilities"] == json.loads(run_cli(["predict", pair_run.best_dir, "good fun", "--pair",
+                                                           "awful weak", "-f", "jsonl"], capsys)[1])["probabilities"]
+    code, out, err = run_cli(["predict", pair_run.best_dir, "a", "b", "--pair", "c"], capsys)
     assert code == 1 and "2 texts but 1 --pair values" in err
 
 
@@ -143,3 +172,21 @@ def test_onnx_int8_fast_path_matches_torch(trained_run, capsys, tmp_path):
     from transformers import pipeline
 
     assert pipeline("text-classification", model=str(checkpoint))("great fun")[0]["label"] == "positive"
+
+
+def test_evaluate_split_and_limit(trained_run, tmp_path, capsys):
+    import datasets
+
+    rows = sentiment_rows(60, seed=11)
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_pandas(pd.DataFrame(rows[:20])),
+        "test": datasets.Dataset.from_pandas(pd.DataFrame(rows[20:])),
+    }).save_to_disk(str(tmp_path / "saved"))
+    code, out, err = run_cli(["evaluate", trained_run.best_dir, tmp_path / "saved", "--split", "test", "--json"], capsys)
+    assert code == 0, err and json.loads(out)["rows"] == 40
+    assert json.loads(out)["rows"] == 40
+    code, out, err = run_cli(["evaluate", trained_run.best_dir, tmp_path / "saved", "--split", "test", "--limit", "7",
+                              "--json"], capsys)
+    assert json.loads(out)["rows"] == 7
+    code, _, err = run_cli(["evaluate", trained_run.best_dir, tmp_path / "saved", "--split", "dev"], capsys)
+    assert code == 1 and err.strip() == f"error: split 'dev' not in {tmp_path / 'saved'}; splits found: train, test"

@@ -119,3 +119,38 @@ def test_mixed_precision_refused_where_the_device_cannot(sentiment_csv, tiny_ber
     with pytest.raises(TunelabError, match="--mixed-precision fp16 needs a CUDA GPU"):
         train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(tmp_path / "r"), mixed_precision="fp16"))
     assert not (tmp_path / "r").exists()
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from tunelab.checkpoint import save_checkpoint
+model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1])
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
+for p in model.parameters():
+    p.data.add_(1.0)  # the new weights differ from the saved ones
+tokenizer.save_pretrained = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # killed mid-write
+save_checkpoint(model, tokenizer, __import__("pathlib").Path(sys.argv[2]))
+"""
+
+
+def test_a_checkpoint_write_killed_midway_leaves_the_previous_checkpoint(trained_run, tmp_path):
+    import shutil
+
+    target = tmp_path / "best"
+    shutil.copytree(trained_run.best_dir, target)
+    before = load_file(target / "model.safetensors")
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(trained_run.best_dir), str(target)],
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = list(tmp_path.glob(".best.tmp.*"))
+    assert leftovers and (leftovers[0] / "model.safetensors").exists()  # the new weights were half way in
+    after = load_file(target / "model.safetensors")
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    # The next write clears what the killed one left.
+    from tunelab.checkpoint import save_checkpoint
+    from tunelab.predict import load
+
+    predictor = load(target)
+    save_checkpoint(predictor.model, predictor.tokenizer, target)
+    assert not list(tmp_path.glob(".best.tmp.*")) and load(target).predict("great fun")[0].label == "positive"

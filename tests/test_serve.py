@@ -20,19 +20,32 @@ def client(trained_run):
         yield test_client
 
 
-class SlowPredictor:
-    """The real predictor, but each forward pass takes at least `delay` seconds; records batch sizes."""
+class HeldPredictor:
+    """The real predictor, but every forward pass waits until the test releases it; records batch sizes."""
 
-    def __init__(self, inner, delay: float):
-        self.inner, self.delay, self.batches = inner, delay, []
+    def __init__(self, inner):
+        self.inner, self.batches, self.release, self.started = inner, [], threading.Event(), threading.Event()
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def predict(self, texts, pairs=None):
         self.batches.append(len(texts))
-        time.sleep(self.delay)
+        self.started.set()
+        self.release.wait(timeout=60)
         return self.inner.predict(texts, pairs)
+
+
+def queue_depth(client) -> float:
+    line = next(x for x in client.get("/metrics").text.splitlines() if x.startswith("tunelab_queue_depth "))
+    return float(line.split()[1])
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
 
 
 def test_classify_one_and_many(client):
@@ -44,9 +57,14 @@ def test_classify_one_and_many(client):
     assert [p["label"] for p in response.json()["predictions"]] == ["positive", "negative"]
 
 
-def test_pairs_are_accepted(client):
+def test_pairs_are_accepted(client, trained_run):
     response = client.post("/v1/classify", json={"texts": ["good", "bad"], "text_pairs": ["fine", "poor"]})
     assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+    predictor = tunelab.load(trained_run.best_dir)
+    served = [p["probabilities"] for p in response.json()["predictions"]]
+    assert served == [p.probabilities for p in predictor.predict(["good", "bad"], ["fine", "poor"])]
+    singles = [p.probabilities for p in predictor.predict(["good", "bad"])]
+    assert all(abs(a["positive"] - b["positive"]) > 1e-4 for a, b in zip(served, singles))
     response = client.post("/v1/classify", json={"texts": ["good", "bad"], "text_pairs": ["fine"]})
     assert response.status_code == 422 and response.json()["error"] == "2 texts but 1 text_pairs; give one pair text per text"
 
@@ -118,40 +136,51 @@ def test_api_key(trained_run):
 
 
 def test_concurrent_requests_share_forward_passes(trained_run):
-    slow = SlowPredictor(tunelab.load(trained_run.best_dir), delay=0.2)
-    app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), max_batch_size=16, max_wait_ms=50),
-                     predictor=slow)
+    held = HeldPredictor(tunelab.load(trained_run.best_dir))
+    app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), max_batch_size=16, max_wait_ms=0),
+                     predictor=held)
     results = []
     with TestClient(app) as test_client:
         def call(i):
             results.append(test_client.post("/v1/classify", json={"text": "great fun" if i % 2 else "awful"}).status_code)
 
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(12)]
-        for t in threads:
+        threads = [threading.Thread(target=call, args=(0,))]
+        threads[0].start()
+        held.started.wait(timeout=30)  # the first request is in a forward pass, held there
+        threads += [threading.Thread(target=call, args=(i,)) for i in range(1, 12)]
+        for t in threads[1:]:
             t.start()
+        wait_for(lambda: queue_depth(test_client) == 11)  # the other eleven wait in the queue
+        held.release.set()
         for t in threads:
             t.join()
     assert results == [200] * 12
-    assert sum(slow.batches) == 12 and len(slow.batches) < 12 and max(slow.batches) > 1
+    assert held.batches == [1, 11]  # they run together as one micro-batch
 
 
 def test_full_queue_answers_503_and_slow_requests_504(trained_run):
-    slow = SlowPredictor(tunelab.load(trained_run.best_dir), delay=0.5)
+    held = HeldPredictor(tunelab.load(trained_run.best_dir))
     app = create_app(ServeConfig(checkpoint=str(trained_run.best_dir), max_batch_size=1, max_queue=1, max_wait_ms=0,
-                                 timeout_s=0.3), predictor=slow)
-    codes = []
+                                 timeout_s=0.3), predictor=held)
     with TestClient(app) as test_client:
-        def call():
-            codes.append(test_client.post("/v1/classify", json={"text": "great"}).status_code)
+        codes = {}
 
-        threads = [threading.Thread(target=call) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        def call(name):
+            codes[name] = test_client.post("/v1/classify", json={"text": "great"}).status_code
+
+        first = threading.Thread(target=call, args=("running",))
+        first.start()
+        held.started.wait(timeout=30)  # held in the forward pass: it will time out (504)
+        second = threading.Thread(target=call, args=("queued",))
+        second.start()
+        wait_for(lambda: queue_depth(test_client) == 1)  # the queue (size 1) is full
+        call("refused")
+        first.join()
+        second.join()
+        held.release.set()
         metrics = test_client.get("/metrics").text
-    assert 503 in codes and 504 in codes and len(codes) == 6
-    assert 'status="503"' in metrics
+    assert codes == {"running": 504, "queued": 504, "refused": 503}
+    assert 'status="503"} 1.0' in metrics and 'status="504"} 2.0' in metrics
 
 
 def test_micro_batcher_gathers_until_full_or_timeout():
@@ -162,16 +191,29 @@ def test_micro_batcher_gathers_until_full_or_timeout():
         return [t.upper() for t in texts]
 
     async def scenario():
-        batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=30, max_queue=2)
+        batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=200, max_queue=16)
         batcher.start()
-        outs = await asyncio.gather(*(batcher.submit([f"t{i}"], None) for i in range(2)))
-        with pytest.raises(QueueFull):
-            await asyncio.gather(*(batcher.submit([f"q{i}"], None) for i in range(5)))
-        await batcher.stop()
-        return outs
+        # Six one-row jobs at once: a full batch of four, then the two left.
+        outs = await asyncio.gather(*(batcher.submit([f"t{i}"], None) for i in range(6)))
+        # A job alone waits up to max_wait for company: one sent 20 ms later joins its batch.
+        async def later():
+            await asyncio.sleep(0.02)
+            return await batcher.submit(["late"], None)
 
-    outs = asyncio.run(scenario())
-    assert outs == [["T0"], ["T1"]] and sizes[0] == 2
+        together = await asyncio.gather(batcher.submit(["early"], None), later())
+        # One that comes after max_wait has passed starts a batch of its own.
+        alone = [await batcher.submit(["a"], None)]
+        await asyncio.sleep(0.3)
+        alone.append(await batcher.submit(["b"], None))
+        full = MicroBatcher(predict, max_batch_size=4, max_wait_ms=30, max_queue=2)
+        with pytest.raises(QueueFull):
+            await asyncio.gather(*(full.submit([f"q{i}"], None) for i in range(5)))
+        await batcher.stop()
+        return outs, together, alone
+
+    outs, together, alone = asyncio.run(scenario())
+    assert outs == [[f"T{i}"] for i in range(6)] and together == [["EARLY"], ["LATE"]] and alone == [["A"], ["B"]]
+    assert sizes == [4, 2, 2, 1, 1]
 
 
 def test_wait_until_healthy_stops_when_the_server_exits_or_never_answers():
@@ -196,3 +238,18 @@ def test_wait_until_healthy_stops_when_the_server_exits_or_never_answers():
     finally:
         silent.kill()
         silent.wait()
+
+
+def test_serve_command_binds_loopback_and_passes_the_batching_options(trained_run, capsys, monkeypatch):
+    from conftest import run_cli
+
+    seen = {}
+    monkeypatch.setattr("tunelab.serve.serve", lambda config: seen.setdefault("config", config))
+    code, _, err = run_cli(["serve", trained_run.best_dir, "--max-wait-ms", "12", "--max-batch-size", "3"], capsys)
+    assert code == 0, err
+    config = seen["config"]
+    assert config.host == "127.0.0.1" and config.port == 8000
+    assert config.max_wait_ms == 12.0 and config.max_batch_size == 3
+    with TestClient(create_app(config)) as client:
+        limits = client.get("/v1/models").json()["limits"]
+    assert limits["max_wait_ms"] == 12.0 and limits["max_batch_size"] == 3

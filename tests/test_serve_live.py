@@ -46,11 +46,42 @@ def digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def test_killed_during_the_onnx_export_leaves_no_export_and_a_restart_completes_it(trained_run, tmp_path):
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(trained_run.best_dir, checkpoint)
+    before = digest(checkpoint)
+    # A server started with --backend onnx writes the export on its first start: kill it mid-write.
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "serve", str(checkpoint), "--port", str(port),
+                                "--backend", "onnx"], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(checkpoint.glob(".onnx.tmp.*/model.onnx")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(checkpoint.glob(".onnx.tmp.*")), "the export should have been under way"
+    assert not (checkpoint / "onnx").exists()  # no half export where a reader looks
+    assert digest(checkpoint) == {**before, **{k: v for k, v in digest(checkpoint).items() if ".onnx.tmp." in k}}
+    # The checkpoint still loads as it was, and a restart exports it whole.
+    restarted = start_server(checkpoint, port, "--backend", "onnx")
+    try:
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/classify", json={"text": "great superb fun"}, timeout=10)
+        assert response.status_code == 200 and response.json()["predictions"][0]["label"] == "positive"
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["classifier"]["backend"] == "onnx"
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=10)
+    assert not list(checkpoint.glob(".onnx.tmp.*"))  # the killed export's leftovers are gone
+    assert {p.name for p in (checkpoint / "onnx").iterdir()} == {"model.onnx", "model.int8.onnx"}
+    assert {k: v for k, v in digest(checkpoint).items() if not k.startswith("onnx/")} == before
+
+
 def test_killed_under_load_restarts_healthy_and_nothing_is_corrupt(trained_run, tmp_path):
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(trained_run.best_dir, checkpoint)
     port = free_port()
-    server = start_server(checkpoint, port, "--backend", "onnx")  # writes the ONNX export on first start
+    server = start_server(checkpoint, port)
     before = digest(checkpoint)
     sent, answered, stop = 0, 0, threading.Event()
 
@@ -75,15 +106,14 @@ def test_killed_under_load_restarts_healthy_and_nothing_is_corrupt(trained_run, 
     for w in workers:
         w.join(timeout=10)
     assert answered > 0
-    restarted = start_server(checkpoint, port, "--backend", "onnx")
+    restarted = start_server(checkpoint, port)
     try:
         response = httpx.post(f"http://127.0.0.1:{port}/v1/classify", json={"text": "great superb fun"}, timeout=10)
         assert response.status_code == 200 and response.json()["predictions"][0]["label"] == "positive"
     finally:
         restarted.terminate()
         restarted.wait(timeout=10)
-    assert digest(checkpoint) == before  # the checkpoint and its export are intact
-    assert not [p for p in checkpoint.rglob("*") if ".tmp" in p.name]
+    assert digest(checkpoint) == before
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
@@ -113,3 +143,30 @@ def test_playground_in_headless_chromium(trained_run, tmp_path):
         server.terminate()
         server.wait(timeout=10)
     assert (tmp_path / "playground.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
+def test_playground_highlights_entities_of_a_token_classification_checkpoint(ner_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = start_server(ner_run.best_dir, port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.getElementById('model-info').textContent.includes('token-classification')")
+            page.fill("#text", "Carol visited Berlin with Dave.")
+            page.click("#classify")
+            page.wait_for_function("document.querySelectorAll('mark.entity').length > 0")
+            marks = page.locator("mark.entity").all_inner_texts()
+            assert [m.split() for m in marks] == [["Carol", "PER"], ["Berlin", "LOC"], ["Dave", "PER"]]
+            assert page.inner_text("#entities").startswith("Carol")
+            page.screenshot(path=str(tmp_path / "ner.png"))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -30,10 +30,11 @@ def test_short_fine_tune_on_rotten_tomatoes_beats_chance_and_loads_in_pipeline(t
     assert code == 0, err
     assert "validation accuracy:" in out and f"checkpoint: {tmp_path / 'run' / 'best'}" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["best_metrics"]["accuracy"] > 0.6
+    # Always answering the majority class scores about 0.57 on this split; the fine-tuned model must do far better.
+    assert summary["best_metrics"]["accuracy"] > 0.75
     classifier = pipeline("text-classification", model=str(tmp_path / "run" / "best"))
-    labels = {r["label"] for r in classifier(["A wonderful, moving film.", "Dull, lifeless and far too long."])}
-    assert labels <= {"negative", "positive"}
+    labels = [r["label"] for r in classifier(["A wonderful, moving film.", "Dull, lifeless and far too long."])]
+    assert labels == ["positive", "negative"]
 
 
 def test_bundled_attention_grid_is_6_by_12_with_wordpiece_tokens(tmp_path):
@@ -47,11 +48,14 @@ def test_bundled_attention_grid_is_6_by_12_with_wordpiece_tokens(tmp_path):
     assert picture.stat().st_size > 50_000
 
 
-def test_bundled_generator_is_deterministic_for_a_seed():
+def test_bundled_generator_is_deterministic_for_a_seed(tmp_path, monkeypatch):
     from tunelab.generate import GenerationOptions, generate, load_generator
+
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path))  # the GGUF file is converted here, not taken from a cache
 
     model, tokenizer = load_generator()
     options = GenerationOptions(max_new_tokens=24, top_p=0.9, seed=1)
     first = generate(model, tokenizer, "Once upon a time", options)
     assert first.texts == generate(model, tokenizer, "Once upon a time", options).texts
     assert len(first.texts[0].split()) >= 5
+    assert (tmp_path / "SmolLM2-135M-Instruct" / "model.safetensors").exists()

@@ -100,3 +100,17 @@ def test_ray_backend_same_table(sentiment_csv, tiny_bert, tmp_path):
     again = run_sweep(SweepConfig(base=base(sentiment_csv, tiny_bert), study_dir=str(study), space=SPACE,
                                   backend="ray", parallel=2))
     assert len(again.trials) == 6  # nothing re-ran
+
+
+def test_bayes_sweep_over_batch_sizes(sentiment_csv, tiny_bert, tmp_path, capsys):
+    code, out, err = run_cli(["sweep", "--study", tmp_path / "b", "--data", sentiment_csv, "--model", tiny_bert,
+                              "--method", "bayes", "--trials", "3", "--epochs", "1", "--learning-rates", "3e-3",
+                              "--warmup-steps", "0", "--weight-decays", "0", "--batch-sizes", "8,16"], capsys)
+    assert code == 0, err
+    rows = read_table(tmp_path / "b" / "results.csv")
+    assert len(rows) == 3 and {r["batch_size"] for r in rows} <= {"8", "16"}
+    # Each trial trained with the batch size it was given: 108 rows make 14 steps of 8 or 7 of 16.
+    for row in rows:
+        summary = __import__("json").loads((tmp_path / "b" / "trials" / f"trial-{int(row['trial']):03d}" /
+                                            "summary.json").read_text())
+        assert summary["steps"] == {"8": 14, "16": 7}[row["batch_size"]]

@@ -62,23 +62,36 @@ def test_best_checkpoint_is_the_one_its_metrics_describe(trained_run):
 def test_pairs_train_with_token_type_ids(pairs_tsv, tiny_bert, tmp_path):
     result = train(quick(pairs_tsv, tiny_bert, tmp_path / "run", text_column="sentence1",
                          text_pair_column="sentence2", epochs=2))
-    assert result.best_metrics["f1"] >= 0.0 and result.steps == 2 * 7
+    assert result.steps == 2 * 7
+    from transformers import AutoModelForSequenceClassification
+
     from tunelab.predict import load
 
     predictor = load(result.best_dir)
     encoded = predictor.tokenizer("good movie", "bad movie")
     assert set(encoded["token_type_ids"]) == {0, 1}
-    assert predictor.predict(["good fun"], ["great fine"])[0].label in {"0", "1"}
+    # The pair's logits are the model's on tokenizer(text, pair), not on the first text alone.
+    model = AutoModelForSequenceClassification.from_pretrained(result.best_dir).eval()
+    with torch.no_grad():
+        paired = model(**predictor.tokenizer("good fun", "great fine", return_tensors="pt")).logits[0].numpy()
+        single = model(**predictor.tokenizer("good fun", return_tensors="pt")).logits[0].numpy()
+    ours = predictor.logits(["good fun"], ["great fine"])[0]
+    np.testing.assert_allclose(ours, paired, atol=1e-5)
+    assert np.abs(ours - single).max() > 1e-3
 
 
 def test_freeze_encoder_trains_only_the_head(sentiment_csv, tiny_bert, tmp_path):
     result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", freeze_encoder=True, epochs=1))
+    # The same run with a vanishing rate: the head as it was initialized (the seed fixes it).
+    still = train(quick(sentiment_csv, tiny_bert, tmp_path / "still", freeze_encoder=True, epochs=1,
+                        learning_rate=1e-12))
     before = load_file(f"{tiny_bert}/model.safetensors")
     after = load_file(result.last_dir / "model.safetensors")
-    encoder = [n for n in before if n.startswith(("bert.embeddings", "bert.encoder", "embeddings", "encoder"))]
-    assert encoder and all(torch.equal(before[n], after["bert." + n if not n.startswith("bert.") else n])
-                           for n in encoder)
-    assert any(n.startswith("classifier") for n in after)
+    initial = load_file(still.last_dir / "model.safetensors")
+    encoder = [n for n in before if n.startswith(("embeddings", "encoder"))]
+    assert encoder and all(torch.equal(before[n], after["bert." + n]) for n in encoder)
+    for head in ("classifier.weight", "classifier.bias", "bert.pooler.dense.weight"):
+        assert (after[head] - initial[head]).abs().max() > 1e-3, head
 
 
 def test_freeze_embeddings_keeps_only_the_token_embeddings(sentiment_csv, tiny_bert, tmp_path):
@@ -233,6 +246,28 @@ def test_gradient_accumulation_max_steps_and_eval_every(sentiment_csv, tiny_bert
     assert result.steps == 5
     evals = [r["step"] for r in result.history if "eval_loss" in r]
     assert evals == [2, 4, 5]
+    # Each optimizer step consumed two micro-batches of 16 rows: 5 steps, 160 rows.
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["steps"] == 5
+    logged = [r for r in result.history if "loss" in r and "eval_loss" not in r]
+    assert [r["step"] for r in logged] == [2, 4, 5]
+
+
+def test_two_accumulated_batches_of_8_equal_one_batch_of_16(sentiment_csv, tmp_path):
+    from conftest import build_tiny_bert
+    from transformers import BertModel
+
+    model = build_tiny_bert(tmp_path / "no-dropout")
+    config = BertModel.from_pretrained(model).config
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    config.save_pretrained(model)
+    common = dict(max_steps=3, group_by_length=False, warmup_ratio=0.0, learning_rate=1e-3)
+    one = train(quick(sentiment_csv, str(model), tmp_path / "one", batch_size=16, **common))
+    two = train(quick(sentiment_csv, str(model), tmp_path / "two", batch_size=8, grad_accum=2, **common))
+    half = train(quick(sentiment_csv, str(model), tmp_path / "half", batch_size=8, **common))
+    a, b, c = (load_file(r.last_dir / "model.safetensors") for r in (one, two, half))
+    assert all(torch.allclose(a[k], b[k], atol=2e-6) for k in a)
+    assert not all(torch.allclose(a[k], c[k], atol=2e-6) for k in a)  # without accumulation: other weights
 
 
 def test_early_stopping_with_patience(sentiment_csv, tiny_bert, tmp_path):
@@ -318,3 +353,46 @@ def test_layer_decay_reaches_the_optimizer(sentiment_csv, tiny_bert, tmp_path):
     top = "encoder.layer.1.output.dense.weight"
     assert (after[f"bert.{embedding}"] - before[embedding]).abs().max() < 1e-6
     assert (after[f"bert.{top}"] - before[top]).abs().max() > 1e-3
+
+
+def test_warmup_ratio_sets_the_warmup_steps(sentiment_csv, tiny_bert, tmp_path):
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", max_steps=10, warmup_ratio=0.3, logging_steps=1))
+    resolved = yaml.safe_load((result.run_dir / "config.yaml").read_text())["resolved"]
+    assert resolved["warmup_steps"] == 3
+    logged = [r["learning_rate"] for r in result.history if "loss" in r and "eval_loss" not in r]
+    assert logged[:3] == pytest.approx([1e-3, 2e-3, 3e-3])  # up to the peak of 3e-3 in three steps
+
+
+def test_no_weight_decay_on_biases_and_layer_norm(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    from tunelab.train import _param_groups
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)]: g["weight_decay"] for g in _param_groups(model, 0.01) for p in g["params"]}
+    assert decay["bert.encoder.layer.0.attention.self.query.bias"] == 0.0
+    assert decay["bert.embeddings.LayerNorm.weight"] == 0.0
+    assert decay["bert.encoder.layer.0.output.LayerNorm.bias"] == 0.0
+    assert decay["bert.encoder.layer.0.attention.self.query.weight"] == 0.01
+    assert decay["classifier.weight"] == 0.01
+
+
+def test_length_grouped_batches_are_used_and_can_be_turned_off(sentiment_csv, tiny_bert, tmp_path, monkeypatch):
+    import tunelab.collate as collate
+
+    widths = {}
+    original = collate.Collator.__call__
+
+    def record(self, rows):
+        batch = original(self, rows)
+        if "labels" in batch and len(rows) == 8:  # training batches (evaluation uses 128)
+            widths.setdefault(current, []).append(int(batch["attention_mask"].sum()) / batch["attention_mask"].numel())
+        return batch
+
+    monkeypatch.setattr(collate.Collator, "__call__", record)
+    for current in ("grouped", "random"):
+        train(quick(sentiment_csv, tiny_bert, tmp_path / current, batch_size=8, epochs=1,
+                    group_by_length=current == "grouped"))
+    # Real tokens per padded position: grouped batches are nearly all real, random ones are not.
+    assert np.mean(widths["grouped"]) > 0.95 and np.mean(widths["random"]) < 0.9

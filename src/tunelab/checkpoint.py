@@ -61,6 +61,8 @@ def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None) -> 
     renames, so `path` is always either the old checkpoint or the new one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp.*"):  # left by a process killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp."))
     try:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -67,6 +67,8 @@ def export_onnx(checkpoint: str | Path, quantize: bool = True) -> Path:
         def forward(self, *inputs):
             return self.inner(**dict(zip(names, inputs))).logits
 
+    for stale in checkpoint.glob(".onnx.tmp.*"):  # left by an export that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=checkpoint, prefix=".onnx.tmp."))
     try:
         axes = {name: {0: "batch", 1: "sequence"} for name in names}

@@ -176,7 +176,7 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, Response
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
     from tunelab.predict import load
 
@@ -199,6 +199,8 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
 
     batcher = MicroBatcher(classify_rows, config.max_batch_size, config.max_wait_ms, config.max_queue,
                            on_batch=batch_sizes.observe)
+    queued = Gauge("tunelab_queue_depth", "Requests waiting for a micro-batch", registry=registry)
+    queued.set_function(lambda: batcher.queue.qsize())
     attention_model: dict[str, Any] = {}
     generate_lock = asyncio.Lock()
 
@@ -316,6 +318,7 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
     async def models():
         return {
             "classifier": {"path": config.checkpoint, "task": predictor.task.name, "endpoint": predictor.task.endpoint,
+                           "action": predictor.task.action,
                            "labels": None if predictor.is_regression else predictor.label_names,
                            "max_length": predictor.max_length,
                            "backend": getattr(predictor, "backend", config.backend)},

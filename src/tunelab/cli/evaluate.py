@@ -25,6 +25,7 @@ def evaluate(
     split: str = typer.Option("validation", help="Split of a multi-split source."),
     limit: Optional[int] = typer.Option(None, help="Evaluate at most N rows."),
     batch_size: int = typer.Option(64, help="Batch size."),
+    backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
     plot: Optional[str] = typer.Option(None, help="Write the confusion matrix PNG here (default: RUN/plots/ for a tunelab run)."),
 ) -> None:
@@ -32,7 +33,7 @@ def evaluate(
     from tunelab.evaluation import confusion_plot_path, evaluate_checkpoint, spec_for
     from tunelab.predict import load
 
-    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length)
+    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length, backend=backend)
     spec = spec_for(predictor, data, limit=limit, text_column=text_column, text_pair_column=text_pair_column,
                     label_column=label_column, tokens_column=tokens_column, tags_column=tags_column,
                     tag_column=tag_column)

@@ -44,6 +44,8 @@ class Task:
     metrics: tuple[str, ...] = ()  # what its evaluation reports (besides loss)
     endpoint: str = ""  # the serving route
     formats: tuple[str, ...] = ("table", "jsonl")  # what `tunelab predict --format` can write
+    label_smoothing: bool = False  # whether --label-smoothing applies
+    action: str = "Predict"  # the playground's button
     column_options: tuple[str, ...] = ()  # the DataSpec fields it reads (stored with the checkpoint)
 
     # ------------------------------------------------------------ data

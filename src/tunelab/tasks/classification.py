@@ -60,9 +60,12 @@ class ClassificationTask(Task):
     formats = ("table", "jsonl", "csv")
     column_options = ("text_column", "text_pair_column", "label_column")
 
+    action = "Classify"
+
     def __init__(self, regression: bool = False):
         self.regression = regression
         self.name = "regression" if regression else "classification"
+        self.label_smoothing = not regression
 
     # ------------------------------------------------------------ data
     def columns(self, spec: "DataSpec", splits: "Splits") -> list[tuple[str, str, str]]:

@@ -92,6 +92,7 @@ class TokenClassificationTask(Task):
     metrics = METRICS
     endpoint = "/v1/tag"
     formats = ("table", "jsonl", "conll")
+    action = "Find entities"
     column_options = ("tokens_column", "tags_column", "tag_column")
 
     # ------------------------------------------------------------ data

@@ -94,6 +94,7 @@ class TrainConfig:
     def check(self) -> None:
         from tunelab.tasks import registry
 
+        tasks = registry()
         problems = []
         if not self.data:
             problems.append("--data is required (or give data: in --config)")
@@ -127,9 +128,9 @@ class TrainConfig:
             problems.append(f"--max-grad-norm must not be negative, got {self.max_grad_norm}")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        elif self.label_smoothing and self.task in ("regression", "token-classification"):
+        elif self.label_smoothing and self.task in tasks and not tasks[self.task].label_smoothing:
             problems.append(f"--label-smoothing applies to classification; drop it for --task {self.task}")
-        known = ("auto", "loss") + tuple(dict.fromkeys(m for t in registry().values() for m in t.metrics))
+        known = ("auto", "loss") + tuple(dict.fromkeys(m for t in tasks.values() for m in t.metrics))
         if self.metric not in known:
             problems.append(f"--metric must be one of {', '.join(known)}, got '{self.metric}'")
         if self.from_scratch and self.freeze_encoder:

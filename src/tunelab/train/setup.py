@@ -63,8 +63,8 @@ def setup(config, accelerator, data=None) -> Setup:
     spec = config.data_spec()
     data = data or load_task_data(spec)
     task = get_task(data.task)
-    if config.label_smoothing and data.task != "classification":
-        what = "numeric labels (regression)" if data.task == "regression" else f"{data.task} data"
+    if config.label_smoothing and not task.label_smoothing:
+        what = "numeric labels (regression)" if data.is_regression else f"{data.task} data"
         raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has {what}; "
                            "drop --label-smoothing")
     metric = resolve_metric(task, data, config.metric)
