@@ -149,8 +149,8 @@ def test_option_problems_are_collected():
 
 def test_task_classification_keeps_numeric_labels_as_classes(tmp_path):
     path = tmp_path / "grades.csv"
-    pd.DataFrame({"text": [f"t{i}" for i in range(12)], "label": [0.5, 1.5, 2.5] * 4}).to_csv(path, index=False)
+    pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": [0.5, 1.5, 2.5] * 10}).to_csv(path, index=False)
     assert load_task_data(DataSpec(str(path))).is_regression  # auto: non-integer numbers are scores
-    data = load_task_data(DataSpec(str(path), task="classification"))
+    data = load_task_data(DataSpec(str(path), task="classification", validation_fraction=0.3))
     assert data.task == "classification" and data.label_names == ["0.5", "1.5", "2.5"]
-    assert sorted(data.train["label"].unique().tolist() + data.validation["label"].unique().tolist()) == [0, 0, 1, 1, 2, 2]
+    assert data.validation["label"].value_counts().sort_index().tolist() == [3, 3, 3]  # stratified by class

@@ -76,3 +76,34 @@ def test_two_process_token_classification_gathers_every_word_once(tiny_ner_bert,
     assert result.rows == 40
     for name in ("f1", "precision", "recall", "accuracy"):
         assert result.metrics[name] == pytest.approx(recorded[name], abs=1e-9)
+
+
+def test_a_two_process_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_bert, sentiment_csv, tmp_path):
+    """Each process's RNG state and data position are restored: the resumed run ends where the straight one does."""
+    import torch
+    from safetensors.torch import load_file
+
+    accelerate = Path(sys.executable).with_name("accelerate")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+    def launch(*args: str) -> None:
+        command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tunelab.cli", "train", *args]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    options = ["--data", str(sentiment_csv), "--model", tiny_bert, "--epochs", "2", "--batch-size", "8",
+               "--learning-rate", "3e-3", "--threads", "1", "--no-progress", "--save-every", "5", "--max-steps", "12", "--keep-states", "5"]
+    launch(*options, "--output", str(tmp_path / "straight"))
+    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+    assert sorted(p.name for p in (tmp_path / "straight" / "state").iterdir()) == [
+        "step-00000005", "step-00000007", "step-00000010"]  # every 5 steps and at the epoch's end (7 steps)
+    for name in ("last", "best", "summary.json", "state/step-00000007", "state/step-00000010"):
+        target = tmp_path / "resumed" / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    launch("--resume", str(tmp_path / "resumed"), "--no-progress")  # from step 5, mid-epoch (7 steps an epoch)
+    a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "last" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)

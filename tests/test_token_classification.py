@@ -317,3 +317,25 @@ def test_pairs_for_a_token_classification_checkpoint(ner_run, capsys):
     assert fails(["predict", ner_run.best_dir, "Alice", "--pair", "Bob"], capsys) == (
         "error: a token-classification checkpoint tags single texts, but 1 second texts of pairs were given; drop "
         "--pair (or the TAB-separated second texts)")
+
+
+def test_the_loss_weighs_every_word_alike_whatever_the_batch(tiny_ner_bert):
+    """Summed over the batch's words and divided by the words an average training batch holds."""
+    from tunelab.collate import Collator
+    from tunelab.modeling import load_tokenizer
+    from tunelab.tasks.token_classification import TokenClassificationTask
+    from transformers import AutoModelForTokenClassification
+
+    tokenizer = load_tokenizer(tiny_ner_bert)
+    sentences = [["alice", "visited", "paris"], ["bob"], ["carol", "met", "dave", "in", "berlin", "today"]]
+    tags = [[4, 0, 1], [4], [4, 0, 4, 0, 1, 0]]
+    encoded = encode_words(tokenizer, sentences, 24, 8, tags, True)
+    task = TokenClassificationTask()
+    task.prepare(encoded, batch_size=2)
+    assert task.words_per_batch == pytest.approx(10 / 3 * 2)  # 10 labeled words in 3 rows, 2 rows a batch
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_pretrained(tiny_ner_bert, num_labels=5).eval()
+    batch = Collator(tokenizer.pad_token_id)([encoded[0], encoded[1]])
+    ours = task.loss(model, batch)
+    mean = model(**{k: v for k, v in batch.items() if k != "row_index"}).loss  # the mean over these 4 words
+    assert ours.item() == pytest.approx(mean.item() * 4 / (20 / 3), rel=1e-5)

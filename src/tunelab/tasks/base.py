@@ -78,6 +78,9 @@ class Task:
 
         return Collator(tokenizer.pad_token_id or 0)
 
+    def prepare(self, encoded: "Encoded", batch_size: int) -> None:
+        """Learn what the loss needs from the training rows before the first step (nothing by default)."""
+
     def loss(self, model, batch: dict, label_smoothing: float = 0.0) -> "torch.Tensor":
         from tunelab.collate import model_inputs
 

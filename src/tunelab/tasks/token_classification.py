@@ -200,6 +200,28 @@ class TokenClassificationTask(Task):
         return encode_words(tokenizer, frame["tokens"].tolist(), settings.max_length, settings.stride, tags,
                             training, inside)
 
+    def prepare(self, encoded: "Encoded", batch_size: int) -> None:
+        from tunelab.collate import IGNORE
+
+        labeled = sum(sum(label != IGNORE for label in row) for row in encoded.labels)
+        self.words_per_batch = max(labeled / max(len(encoded), 1), 1.0) * batch_size
+
+    def loss(self, model, batch: dict, label_smoothing: float = 0.0):
+        """The summed cross-entropy over the batch's labeled words, divided by the words an average batch
+        holds. Length-grouped batches differ several-fold in how many words they hold; the model's mean over
+        each batch's own words would weigh a word in a batch of short sentences several times more than one
+        in a batch of long sentences (on CoNLL-2003 that cost about one F1 point, BENCHMARKS.md)."""
+        import torch
+
+        from tunelab.collate import IGNORE, model_inputs
+
+        inputs = model_inputs(batch)
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits
+        total = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
+                                                  ignore_index=IGNORE, reduction="sum")
+        return total / getattr(self, "words_per_batch", max(int((labels != IGNORE).sum()), 1))
+
     # ------------------------------------------------------------ evaluation
     def outputs(self, logits, batch: dict, accelerator) -> tuple:
         from tunelab.collate import IGNORE, ROW_INDEX

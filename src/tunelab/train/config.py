@@ -84,6 +84,7 @@ class TrainConfig:
     freeze_encoder: bool = option(False, "Train only the head.")
     freeze_embeddings: bool = option(False, "Keep the token-embedding matrix pretrained (faster steps).")
     group_by_length: bool = option(True, "Batch rows of similar length (less padding).")
+
     threads: int | None = option(None, "torch threads (default: torch's choice).", on_resume=True)
     overwrite: bool = option(False, "Replace an existing run folder.")
     progress: bool = option(True, "Show a progress bar.", on_resume=True)

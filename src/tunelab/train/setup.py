@@ -79,6 +79,7 @@ def setup(config, accelerator, data=None) -> Setup:
     collator = task.collator(tokenizer, data)
     train_encoded = task.encode(tokenizer, data.train, settings, training=True, label_names=data.label_names)
     val_encoded = task.encode(tokenizer, data.validation, settings, training=False)
+    task.prepare(train_encoded, config.batch_size)
     train_loader = make_loader(train_encoded, config.batch_size, collator, config.seed,
                                group_by_length=config.group_by_length)
     val_loader = make_loader(val_encoded, config.eval_batch_size, collator, shuffle=False)

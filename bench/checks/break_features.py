@@ -1,0 +1,124 @@
+"""Break each feature on purpose, one at a time, and show that the test aimed at it fails (issue 17).
+
+    python bench/checks/break_features.py [NAME ...]
+
+Each case patches one source file (an exact string replacement), runs the named tests, expects them to
+FAIL, and restores the file. It prints one line per case: broken feature, tests, and whether they failed.
+Run it on a clean tree; it restores every file it touched even when interrupted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "tunelab"
+
+# name: (file, old, new, tests)
+CASES = {
+    "grad-accum ignored": (
+        "train/loop.py", "gradient_accumulation_steps=config.grad_accum", "gradient_accumulation_steps=1",
+        ["tests/test_train.py::test_two_accumulated_batches_of_8_equal_one_batch_of_16"]),
+    "classifier frozen too": (
+        "modeling.py", '        if not name.startswith("pooler"):\n            parameter.requires_grad_(False)',
+        '        if not name.startswith("pooler"):\n            parameter.requires_grad_(False)\n'
+        '    for parameter in model.classifier.parameters():\n        parameter.requires_grad_(False)',
+        ["tests/test_train.py::test_freeze_encoder_trains_only_the_head"]),
+    "second sentence dropped": (
+        "tasks/classification.py", "encoded = encode(predictor.tokenizer, texts, text_pairs,",
+        "encoded = encode(predictor.tokenizer, texts, None,",
+        ["tests/test_predict.py::test_predict_pairs_from_cli", "tests/test_train.py::test_pairs_train_with_token_type_ids",
+         "tests/test_serve.py::test_pairs_are_accepted"]),
+    "export written in place": (
+        "export.py", 'staging = Path(tempfile.mkdtemp(dir=checkpoint, prefix=".onnx.tmp."))',
+        'staging = checkpoint / ONNX_DIR\n    staging.mkdir(exist_ok=True)\n    (checkpoint / ".onnx.tmp.x").mkdir(exist_ok=True)',
+        ["tests/test_serve_live.py::test_killed_during_the_onnx_export_leaves_no_export_and_a_restart_completes_it"]),
+    "whole text at the end": (
+        "generate.py", "    if on_text is not None and options.num_return_sequences == 1:\n        class Callback",
+        "    if False:\n        class Callback",
+        ["tests/test_generate.py::test_streamed_pieces_make_the_text"]),
+    "batch size bound ignored": (
+        "serve.py", "while rows < self.max_batch_size:", "while True:",
+        ["tests/test_serve.py::test_micro_batcher_gathers_until_full_or_timeout"]),
+    "no wait for company": (
+        "serve.py", "deadline = loop.time() + self.max_wait", "deadline = loop.time()",
+        ["tests/test_serve.py::test_micro_batcher_gathers_until_full_or_timeout"]),
+    "padding with another id": (
+        "collate.py", 'fill = self.pad_token_id if name == "input_ids" else 0', 'fill = 1',
+        ["tests/test_collate.py::test_dynamic_padding_pads_each_batch_to_its_longest"]),
+    "attention --layer ignored": (
+        "attention.py", "    elif layer is not None:\n        row =", "    elif False:\n        row =",
+        ["tests/test_inspect.py::test_attention_cli_writes_png_and_tensors"]),
+    "warm-up ratio ignored": (
+        "train/setup.py", "math.ceil(config.warmup_ratio * total_steps)", "0",
+        ["tests/test_train.py::test_warmup_ratio_sets_the_warmup_steps"]),
+    "weight decay on biases": (
+        "train/optim.py", 'decays = not (parameter.ndim < 2 or "norm" in name.lower())', "decays = True",
+        ["tests/test_train.py::test_no_weight_decay_on_biases_and_layer_norm"]),
+    "length grouping never used": (
+        "collate.py", "        if not self.by_length:\n", "        if True:\n",
+        ["tests/test_train.py::test_length_grouped_batches_are_used_and_can_be_turned_off"]),
+    "--task classification ignored": (
+        "tasks/classification.py", '    if task == "classification" or integral:', "    if integral:",
+        ["tests/test_data.py::test_task_classification_keeps_numeric_labels_as_classes"]),
+    ".bz2/.xz not known": (
+        "data.py", 'COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")', 'COMPRESSIONS = (".gz", ".zst", ".zip")',
+        ["tests/test_data.py::test_other_formats"]),
+    "evaluate --limit ignored": (
+        "tasks/classification.py", "frame = limit_rows(self.frame(frame, wanted, where), spec.limit, spec.seed)",
+        "frame = self.frame(frame, wanted, where)", ["tests/test_predict.py::test_evaluate_split_and_limit"]),
+    "TAB pairs not split": (
+        "cli/predict.py", 'split = [line.split("\\t", 1) for line in lines]', "split = [[line] for line in lines]",
+        ["tests/test_predict.py::test_predict_pairs_from_cli"]),
+    "binds every address": (
+        "serve.py", 'host: str = "127.0.0.1"', 'host: str = "0.0.0.0"',
+        ["tests/test_serve.py::test_serve_command_binds_loopback_and_passes_the_batching_options"]),
+    "--max-wait-ms not passed": (
+        "cli/serve.py", "max_wait_ms=max_wait_ms,", "max_wait_ms=5.0,",
+        ["tests/test_serve.py::test_serve_command_binds_loopback_and_passes_the_batching_options"]),
+    "RNG not restored on resume": (
+        "train/state.py", '    load_rng(path / f"rng-{accelerator.process_index}.pt")\n', "",
+        ["tests/test_distributed.py::test_a_two_process_run_resumes_to_the_weights_of_an_uninterrupted_one"]),
+    "sweep batch sizes ignored": (
+        "sweep.py", 'return {**base, **params, "output": str(output), "overwrite": True, "progress": False}',
+        'return {**base, **{k: v for k, v in params.items() if k != "batch_size"}, "output": str(output), '
+        '"overwrite": True, "progress": False}',
+        ["tests/test_sweep.py::test_bayes_sweep_over_batch_sizes"]),
+    "checkpoint written in place": (
+        "checkpoint.py", '    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp."))',
+        '    tmp = path\n    tmp.mkdir(parents=True, exist_ok=True)',
+        ["tests/test_resume.py::test_a_checkpoint_write_killed_midway_leaves_the_previous_checkpoint"]),
+}
+
+
+def run(name: str) -> bool:
+    file, old, new, tests = CASES[name]
+    path = SRC / file
+    original = path.read_text()
+    if original.count(old) != 1:
+        print(f"{name}: the text to replace is not in {file} exactly once; update this case")
+        return False
+    try:
+        path.write_text(original.replace(old, new))
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                              cwd=ROOT, capture_output=True, text=True)
+    finally:
+        path.write_text(original)
+    failed = done.returncode != 0
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    print(f"{'FAILS as it should' if failed else 'STILL PASSES':<19} | {name:<28} | {', '.join(t.split('::')[-1] for t in tests)} | {summary}",
+          flush=True)
+    return failed
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(CASES)
+    results = [run(name) for name in names]
+    print(f"{sum(results)} of {len(results)} broken features caught")
+    sys.exit(0 if all(results) else 1)
+
+
+if __name__ == "__main__":
+    main()
