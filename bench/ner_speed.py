@@ -156,6 +156,8 @@ def main() -> None:
         row["mfu"] = row["model_gflops"] / peak
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout:
+        commit += " + uncommitted changes"
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{rows[0]['rows'] // args.epochs} sentences x {args.epochs} epoch(s) from {args.data}")
     print_table(rows, [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),
