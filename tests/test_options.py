@@ -86,3 +86,19 @@ def test_resume_refuses_options_that_change_what_the_run_computes(tmp_path, caps
     code, _, err = run_cli(["train", "--resume", tmp_path, "--epochs", "2", "--lr", "1e-3"], capsys)
     assert code == 1 and err.strip() == ("error: --resume continues a run as it was configured; drop --epochs, "
                                          "--learning-rate")
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["trian"], "Error: No such command 'trian'. Did you mean 'train'?"),
+    (["train", "--lora"], "Error: No such option: --lora (Possible options: --lr)"),
+    (["predict"], "Error: Missing argument 'checkpoint'."),
+])
+def test_the_installed_command_gives_usage_errors_without_a_traceback(args, expected):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = Path(sys.executable).with_name("tunelab")  # the console script pip installed
+    done = subprocess.run([str(command), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr and done.stderr.strip().splitlines()[-1] == expected

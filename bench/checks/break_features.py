@@ -87,6 +87,10 @@ CASES = {
         'return {**base, **{k: v for k, v in params.items() if k != "batch_size"}, "output": str(output), '
         '"overwrite": True, "progress": False}',
         ["tests/test_sweep.py::test_bayes_sweep_over_batch_sizes"]),
+    "typer's own click not caught": (
+        "cli/__init__.py", 'for name in ("typer._click", "click"):', 'for name in ("click",):',
+        ["tests/test_options.py::test_the_installed_command_gives_usage_errors_without_a_traceback",
+         "tests/test_options.py::test_usage_errors_are_one_line_and_exit_2"]),
     "checkpoint written in place": (
         "checkpoint.py", '    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp."))',
         '    tmp = path\n    tmp.mkdir(parents=True, exist_ok=True)',

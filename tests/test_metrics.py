@@ -1,0 +1,45 @@
+"""Metrics on hand-made examples, with their exact values (the mutation run found these untested)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tunelab.metrics import classification_metrics, compute_metrics, is_better, regression_metrics, report
+
+
+def test_regression_metrics_exact():
+    predictions = np.array([1.0, 2.0, 3.0, 5.0])
+    labels = np.array([1.0, 3.0, 2.0, 4.0])
+    metrics = regression_metrics(predictions, labels)
+    # Pearson by hand: deviations (-1.75, -0.75, 0.25, 2.25) and (-1.5, 0.5, -0.5, 1.5): 5.5 / sqrt(8.75 * 5)
+    assert metrics["pearson"] == pytest.approx(5.5 / np.sqrt(8.75 * 5))
+    assert metrics["spearman"] == pytest.approx(0.8)  # ranks 1,2,3,4 against 1,3,2,4
+    assert metrics["mse"] == pytest.approx((0 + 1 + 1 + 1) / 4)
+    flat = regression_metrics(np.array([2.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0]))
+    assert flat == {"pearson": 0.0, "spearman": 0.0, "mse": pytest.approx(2 / 3)}
+    # Column vectors (a regression head's [n, 1] logits) are read as one value per row.
+    assert compute_metrics(predictions.reshape(-1, 1), labels, 1) == pytest.approx(metrics)
+
+
+def test_classification_metrics_binary_and_macro():
+    labels = np.array([0, 0, 1, 1, 1])
+    predictions = np.array([0, 1, 1, 1, 0])
+    binary = classification_metrics(predictions, labels, 2)
+    assert binary["accuracy"] == pytest.approx(3 / 5)
+    assert binary["f1"] == pytest.approx(2 / 3)  # positive class: precision 2/3, recall 2/3
+    assert binary["mcc"] == pytest.approx((2 * 1 - 1 * 1) / np.sqrt(3 * 2 * 2 * 3))
+    three = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), 3)
+    # Per class F1: 1, 2/3, 2/3 -> macro 7/9.
+    assert three["f1"] == pytest.approx(7 / 9) and three["accuracy"] == pytest.approx(0.75)
+    logits = np.array([[2.0, 0.1], [0.0, 1.0], [0.3, 0.2]])
+    assert compute_metrics(logits, np.array([0, 1, 1]), 2)["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_report_and_direction():
+    details = report(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), ["a", "b"])
+    assert details["confusion_matrix"] == [[2, 1], [0, 1]]
+    assert details["per_class"]["a"]["recall"] == pytest.approx(2 / 3) and details["per_class"]["b"]["support"] == 1
+    assert is_better("accuracy", 0.8, 0.7) and not is_better("accuracy", 0.7, 0.7)
+    assert is_better("loss", 0.2, 0.3) and is_better("mse", 0.1, 0.2) and not is_better("mse", 0.3, 0.2)
+    assert is_better("f1", 0.0, None)
