@@ -41,6 +41,13 @@ def start_server(checkpoint: Path, port: int, *extra: str) -> subprocess.Popen:
     return process
 
 
+def launch_chromium(playwright):
+    """Debian's chromium, headless, with the flags that keep it off a network this machine does not have."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])
+
+
 def digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -124,9 +131,7 @@ def test_playground_in_headless_chromium(trained_run, tmp_path):
     server = start_server(trained_run.best_dir, port)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function("document.getElementById('model-info').textContent.includes('labels')")
@@ -153,9 +158,7 @@ def test_playground_highlights_entities_of_a_token_classification_checkpoint(ner
     server = start_server(ner_run.best_dir, port)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1000, "height": 700})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function("document.getElementById('model-info').textContent.includes('token-classification')")

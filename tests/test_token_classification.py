@@ -339,3 +339,11 @@ def test_the_loss_weighs_every_word_alike_whatever_the_batch(tiny_ner_bert):
     ours = task.loss(model, batch)
     mean = model(**{k: v for k, v in batch.items() if k != "row_index"}).loss  # the mean over these 4 words
     assert ours.item() == pytest.approx(mean.item() * 4 / (20 / 3), rel=1e-5)
+
+
+def test_evaluate_refuses_tags_the_checkpoint_does_not_know(ner_run, tmp_path, capsys):
+    other = tmp_path / "other.conll"
+    write_conll(other, [[("alice", "B-PER"), ("visited", "O"), ("expo", "B-MISC"), ("fair", "I-MISC")]])
+    assert fails(["evaluate", ner_run.best_dir, other], capsys) == (
+        "error: tag 'B-MISC' (1 words), 'I-MISC' (1 words) is not one the checkpoint knows (O, B-LOC, I-LOC, B-ORG, "
+        "B-PER); check --tag-column / --tags-column or evaluate on data with the same tags")

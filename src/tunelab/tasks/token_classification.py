@@ -155,15 +155,9 @@ class TokenClassificationTask(Task):
         repaired = normalized.repaired + (checked.repaired if splits.validation is not None else 0)
         train_tags, checked_tags = train["tags"].tolist(), validation["tags"].tolist()
         names = tag_order({t for tags in train_tags for t in tags})
-        seen = set(names)
-        unseen: dict[str, int] = {}
-        for tags in checked_tags:
-            for tag in tags:
-                if tag not in seen:
-                    unseen[tag] = unseen.get(tag, 0) + 1
+        unseen = unknown_tags(checked_tags, names)
         if unseen:
-            listed = ", ".join(f"'{t}' ({n} words)" for t, n in sorted(unseen.items()))
-            raise TunelabError(f"validation tag {listed} never appears in the training data; remove those "
+            raise TunelabError(f"validation tag {unseen} never appears in the training data; remove those "
                                "sentences from the validation data or add training sentences with that tag")
         ids = {name: i for i, name in enumerate(names)}
         train = train.assign(tags=[[ids[t] for t in tags] for tags in train_tags])
@@ -309,15 +303,9 @@ class TokenClassificationTask(Task):
         frame = limit_rows(self.sentences(spec, frame, where), spec.limit, spec.seed)
         scheme = predictor.settings.info.get("tag_scheme")
         truth = to_iob2(frame["tags"].tolist(), scheme).tags
-        known = set(predictor.label_names)
-        unknown: dict[str, int] = {}
-        for tags in truth:
-            for tag in tags:
-                if tag not in known:
-                    unknown[tag] = unknown.get(tag, 0) + 1
+        unknown = unknown_tags(truth, predictor.label_names)
         if unknown:
-            listed = ", ".join(f"'{t}' ({n} words)" for t, n in sorted(unknown.items()))
-            raise TunelabError(f"tag {listed} is not one the checkpoint knows ({', '.join(predictor.label_names)}); "
+            raise TunelabError(f"tag {unknown} is not one the checkpoint knows ({', '.join(predictor.label_names)}); "
                                "check --tag-column / --tags-column or evaluate on data with the same tags")
         guess = [tags for tags, _ in self.tag_words(predictor, frame["tokens"].tolist())]
         scores = score_tags(truth, guess)
@@ -353,6 +341,17 @@ class TokenClassificationTask(Task):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def unknown_tags(sentences: list[list[str]], known: list[str]) -> str:
+    """The tags outside `known` with how many words carry each ("'B-MISC' (3 words)"), or ""."""
+    counts: dict[str, int] = {}
+    allowed = set(known)
+    for tags in sentences:
+        for tag in tags:
+            if tag not in allowed:
+                counts[tag] = counts.get(tag, 0) + 1
+    return ", ".join(f"'{t}' ({n} words)" for t, n in sorted(counts.items()))
 
 
 def report_repairs(normalized, where: str) -> None:
