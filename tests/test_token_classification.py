@@ -347,3 +347,21 @@ def test_evaluate_refuses_tags_the_checkpoint_does_not_know(ner_run, tmp_path, c
     assert fails(["evaluate", ner_run.best_dir, other], capsys) == (
         "error: tag 'B-MISC' (1 words), 'I-MISC' (1 words) is not one the checkpoint knows (O, B-LOC, I-LOC, B-ORG, "
         "B-PER); check --tag-column / --tags-column or evaluate on data with the same tags")
+
+
+def test_options_that_do_not_fit_token_classification(tiny_ner_bert, ner_files, tmp_path, capsys):
+    train_file = ner_files[0]
+    assert fails(ner_args(train_file, tiny_ner_bert, tmp_path, "--tag-column", "7"), capsys) == (
+        f"error: --tag-column 7 is not a tag column of {train_file} (train), which has 4 columns (the word is "
+        "column 0); pass 1 to 3 or -1 (the last)")
+    assert fails(ner_args(train_file, tiny_ner_bert, tmp_path, "--metric", "mcc"), capsys) == (
+        "error: --metric mcc is not reported for token-classification; use one of loss, f1, precision, recall, "
+        "accuracy")
+    assert fails(ner_args(train_file, tiny_ner_bert, tmp_path, "--label-smoothing", "0.1"), capsys) == (
+        f"error: --label-smoothing applies to classification, but {train_file} has token-classification data; "
+        "drop --label-smoothing")
+    assert fails(ner_args(train_file, tiny_ner_bert, tmp_path, "--task", "token-classification", "--stride", "-1",
+                          "--label-smoothing", "0.1"), capsys) == (
+        "error: --stride must not be negative, got -1; --label-smoothing applies to classification; drop it for "
+        "--task token-classification")
+    assert not (tmp_path / "run").exists()

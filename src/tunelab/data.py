@@ -306,10 +306,6 @@ def read_conll(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"tokens": [[t[0] for t in s] for s in sentences], "columns": sentences})
 
 
-def is_conll(path: str | Path) -> bool:
-    return _file_kind(Path(path)) == "conll"
-
-
 # ---------------------------------------------------------------- shared by the tasks
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 from tunelab.data import DataSpec
 
 
-def spec_for(predictor, source: str, split_seed: int = 42, limit: int | None = None, **given) -> DataSpec:
+def spec_for(predictor, source: str, limit: int | None = None, **given) -> DataSpec:
     """A DataSpec for `source` with the columns the checkpoint was trained with, unless `given` says
     otherwise (None means: not given)."""
     known = {f.name for f in fields(DataSpec)}
     stored = {k: v for k, v in predictor.settings.columns.items() if k in known}
     chosen = {k: v for k, v in given.items() if v is not None}
-    return DataSpec(source=source, seed=split_seed, limit=limit, **{**stored, **chosen})
+    return DataSpec(source=source, limit=limit, **{**stored, **chosen})
 
 
 def evaluate_checkpoint(predictor, spec: DataSpec, split: str = "validation"):

@@ -66,8 +66,9 @@ class Predictor:
             raise TunelabError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
         path = check_checkpoint(path)
         try:
-            task = task_for_config(AutoConfig.from_pretrained(path))
-            model = task.model_class().from_pretrained(path)
+            config = AutoConfig.from_pretrained(path)
+            task = task_for_config(config)
+            model = task.model_class().from_pretrained(path, config=config)
         except (OSError, ValueError) as exc:
             raise TunelabError(f"could not load the model in {path}: {str(exc).splitlines()[0]}") from None
         runner = None

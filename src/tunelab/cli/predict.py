@@ -26,7 +26,7 @@ def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], t
                 text_pair_column: Optional[str], tokens_column: str) -> Inputs:
     """Texts from arguments, a file or standard input (one per line, TAB between a pair); token lists
     from a CoNLL file or a table's list column."""
-    from tunelab.data import is_conll, read_file
+    from tunelab.data import read_file
 
     if texts:
         if pairs and len(pairs) != len(texts):
@@ -35,7 +35,7 @@ def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], t
     if input_file and Path(input_file).suffix.lower() in (".conll", ".iob"):
         frame = read_file(Path(input_file))
         return Inputs(frame["tokens"].tolist(), None, frame["columns"].tolist())
-    if input_file and Path(input_file).suffix.lower() not in (".txt", "") and not is_conll(input_file):
+    if input_file and Path(input_file).suffix.lower() not in (".txt", ""):
         frame = read_file(Path(input_file))
         if tokens_column in frame and len(frame) and isinstance(frame[tokens_column].iloc[0], (list, tuple)):
             return Inputs([list(v) for v in frame[tokens_column]])

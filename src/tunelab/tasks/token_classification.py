@@ -98,7 +98,7 @@ class TokenClassificationTask(Task):
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
         frame = splits.train
-        if "columns" in frame and "tokens" in frame:  # read from a CoNLL file
+        if from_conll(frame):
             return True
         return spec.tokens_column in frame and len(frame) > 0 and is_list(frame[spec.tokens_column].iloc[0])
 
@@ -106,7 +106,7 @@ class TokenClassificationTask(Task):
         """tokens and tags (names) of every row, checked."""
         from tunelab.data import drop_blank, select_columns
 
-        if "columns" in frame and "tokens" in frame:  # a CoNLL file
+        if from_conll(frame):
             width = len(frame["columns"].iloc[0][0])
             if width < 2:
                 raise TunelabError(f"{where} has one column; a CoNLL file needs the word and a tag column")
@@ -214,7 +214,9 @@ class TokenClassificationTask(Task):
         logits = model(**inputs).logits
         total = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
                                                   ignore_index=IGNORE, reduction="sum")
-        return total / getattr(self, "words_per_batch", max(int((labels != IGNORE).sum()), 1))
+        # Before prepare() (a caller training by hand): this batch's own word count, the model's mean.
+        words = getattr(self, "words_per_batch", None) or max(int((labels != IGNORE).sum()), 1)
+        return total / words
 
     # ------------------------------------------------------------ evaluation
     def outputs(self, logits, batch: dict, accelerator) -> tuple:
@@ -358,6 +360,11 @@ def report_repairs(normalized, where: str) -> None:
     if normalized.repaired:
         logger.warning("%s: %d tags break the %s scheme (an I- tag that starts an entity; first in %s); repaired "
                        "as B- tags", where, normalized.repaired, normalized.scheme, normalized.first_repair)
+
+
+def from_conll(frame: pd.DataFrame) -> bool:
+    """Whether the frame came from data.read_conll (tokens, and each token's fields)."""
+    return "columns" in frame and "tokens" in frame
 
 
 def is_list(value) -> bool:
