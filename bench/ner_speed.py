@@ -105,10 +105,13 @@ def run_tunelab(args) -> dict:
     config = TrainConfig(data=str(Path(args.data) / "train.txt"), output=tempfile.mkdtemp() + "/run",
                          epochs=args.epochs, seed=args.seed, progress=False, eval_batch_size=128, **HYPER)
     result = train(config, data=data)
+    import yaml
+
+    batching = yaml.safe_load((result.run_dir / "config.yaml").read_text())["resolved"]["batching"]
     lengths = [len(x) for x in load_lengths(data)]
     seconds = len(data.train) * args.epochs / result.samples_per_second
     metrics = {k: result.best_metrics[k] for k in ("f1", "precision", "recall", "accuracy")}
-    return summarize("tunelab train", AutoConfig.from_pretrained(bundled_model_dir()), lengths, args.epochs,
+    return summarize(f"tunelab train ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()), lengths, args.epochs,
                      seconds, metrics, result.samples_per_second)
 
 

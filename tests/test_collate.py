@@ -78,3 +78,31 @@ def test_per_piece_labels_are_padded_with_minus_100():
     batch = Collator(pad_token_id=0)(rows)
     assert batch["labels"].tolist() == [[-100, 1, -100], [-100, -100, -100]]
     assert batch["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
+
+
+def test_packing_lays_rows_end_to_end_with_their_own_positions_and_attention():
+    import torch
+
+    from tunelab.collate import PackingCollator
+
+    def row(index, length):
+        ids = [100 + 10 * index + k for k in range(length)]
+        return {"input_ids": ids, "attention_mask": [1] * length, "token_type_ids": [0] * length,
+                "labels": [index] * length, "row_index": 7 + index}
+
+    rows = [row(0, 5), row(1, 2), row(2, 3), row(3, 1)]
+    packer = PackingCollator(pad_token_id=0)
+    # First fit, longest first, into rows as wide as the longest (5): [5], [3 + 2], [1].
+    assert packer.layout([5, 2, 3, 1]) == [[0], [2, 1], [3]]
+    batch = packer(rows)
+    assert batch["input_ids"].tolist() == [[100, 101, 102, 103, 104], [120, 121, 122, 110, 111], [130, 0, 0, 0, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 0, 1], [0, 0, 0, 0, 0]]
+    assert batch["labels"].tolist() == [[0] * 5, [2, 2, 2, 1, 1], [3, -100, -100, -100, -100]]
+    assert batch["token_type_ids"].tolist() == [[0] * 5] * 3
+    assert batch["row_index"].tolist() == [7, 9, 8, 10]  # every row once, in packed order
+    allowed = (batch["attention_mask"][:, 0] == 0).int().tolist()  # additive mask: 0 attends, -inf does not
+    assert allowed[1] == [[1, 1, 1, 0, 0]] * 3 + [[0, 0, 0, 1, 1]] * 2  # each row attends within itself
+    assert allowed[2] == [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1]]
+    assert batch["attention_mask"].min() == torch.finfo(torch.float32).min
+    offset = PackingCollator(pad_token_id=1, position_offset=2)(rows)  # RoBERTa-style positions
+    assert offset["position_ids"][1].tolist() == [2, 3, 4, 2, 3]

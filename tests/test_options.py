@@ -29,7 +29,7 @@ def test_the_train_command_line_and_the_dataclass_agree():
         assert options[name].default == f.default, name
         assert options[name].help == f.metadata["help"], name
     assert options["learning_rate"].opts == ["--learning-rate", "--lr"]
-    assert options["group_by_length"].secondary_opts == ["--no-group-by-length"]
+    assert options["freeze_encoder"].secondary_opts == ["--no-freeze-encoder"]
 
 
 def test_an_option_added_to_the_dataclass_appears_on_the_command_line(monkeypatch):

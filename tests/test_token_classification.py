@@ -365,3 +365,77 @@ def test_options_that_do_not_fit_token_classification(tiny_ner_bert, ner_files, 
         "error: --stride must not be negative, got -1; --label-smoothing applies to classification; drop it for "
         "--task token-classification")
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- packed batches
+
+
+def mixed_length_conll(tmp_path):
+    """Sentences of 1 to 3 entity sentences joined: 8 to 36 words, so batches pack several into a row."""
+    base = ner_sentences(150, seed=3)
+    joined = [sum(base[i : i + 1 + i % 3], []) for i in range(0, 120, 2)]
+    write_conll(tmp_path / "mixed.conll", joined)
+    return tmp_path / "mixed.conll"
+
+
+def no_dropout_copy(model_dir, target):
+    from transformers import AutoConfig
+
+    shutil.copytree(model_dir, target)
+    config = AutoConfig.from_pretrained(target)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    config.save_pretrained(target)
+    return str(target)
+
+
+def test_packed_batches_train_the_weights_padded_random_batches_train(tiny_ner_bert, ner_files, tmp_path):
+    import yaml
+
+    from tunelab.train import TrainConfig, train
+
+    model = no_dropout_copy(tiny_ner_bert, tmp_path / "model")
+    options = dict(data=str(mixed_length_conll(tmp_path)), validation=str(ner_files[1]), model=model, batch_size=8,
+                   learning_rate=5e-3, progress=False, max_steps=4, max_length=64, warmup_ratio=0.0)
+    runs = {way: train(TrainConfig(output=str(tmp_path / way), batching=way, **options))
+            for way in ("auto", "random", "grouped")}
+    resolved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["resolved"]
+    assert resolved["batching"] == "packed"  # what auto chose for a BERT tagger
+    assert runs["auto"].rows_trained == 4 * 8  # rows, not the fewer packed model rows
+    weights = {way: load_file(run.last_dir / "model.safetensors") for way, run in runs.items()}
+    packed, padded, grouped = weights["auto"], weights["random"], weights["grouped"]
+    assert all(torch.allclose(packed[k], padded[k], atol=1e-5) for k in packed)  # the same batches, no padding
+    assert not all(torch.allclose(packed[k], grouped[k], atol=1e-5) for k in packed)  # other batches
+    assert runs["auto"].best_metrics["f1"] == pytest.approx(runs["random"].best_metrics["f1"], abs=1e-6)
+
+
+def test_a_model_that_cannot_take_packed_rows_gets_grouped_batches(tiny_ner_bert, ner_files, tmp_path, capsys,
+                                                                    caplog):
+    import yaml
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    from tunelab.train import TrainConfig, train
+
+    folder = tmp_path / "deberta"
+    shutil.copytree(tiny_ner_bert, folder)
+    (folder / "model.safetensors").unlink()
+    config = DebertaV2Config(vocab_size=len(tunelab.modeling.load_tokenizer(tiny_ner_bert)), hidden_size=32,
+                             num_hidden_layers=1, num_attention_heads=4, intermediate_size=37,
+                             max_position_embeddings=64, relative_attention=True, position_buckets=16)
+    DebertaV2Model(config).save_pretrained(folder)
+    options = dict(data=str(ner_files[0]), validation=str(ner_files[1]), model=str(folder), batch_size=16,
+                   progress=False, max_steps=1, max_length=24)
+    with caplog.at_level("INFO", logger="tunelab.train.setup"):
+        train(TrainConfig(output=str(tmp_path / "auto"), **options))
+    assert yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["resolved"]["batching"] == "grouped"
+    assert ("DebertaV2ForTokenClassification does not give packed rows the outputs it gives padded ones: training "
+            "batches are length-grouped instead") in caplog.messages
+    line = fails(ner_args(ner_files[0], folder, tmp_path, "--validation", ner_files[1], "--batching", "packed"), capsys)
+    assert line == ("error: --batching packed: DebertaV2ForTokenClassification does not give packed rows the outputs "
+                    "it gives padded ones; use --batching grouped")
+
+
+def test_packing_is_refused_for_a_task_labeled_per_row(sentiment_csv, tiny_bert, tmp_path, capsys):
+    line = fails(["train", "--data", sentiment_csv, "--model", tiny_bert, "--output", tmp_path / "run",
+                  "--no-progress", "--batching", "packed"], capsys)
+    assert line == ("error: --batching packed needs a task labeled per token; classification is labeled per row: "
+                    "use --batching grouped or random")

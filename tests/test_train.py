@@ -262,7 +262,7 @@ def test_two_accumulated_batches_of_8_equal_one_batch_of_16(sentiment_csv, tmp_p
     config = BertModel.from_pretrained(model).config
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
     config.save_pretrained(model)
-    common = dict(max_steps=3, group_by_length=False, warmup_ratio=0.0, learning_rate=1e-3)
+    common = dict(max_steps=3, batching="random", warmup_ratio=0.0, learning_rate=1e-3)
     one = train(quick(sentiment_csv, str(model), tmp_path / "one", batch_size=16, **common))
     two = train(quick(sentiment_csv, str(model), tmp_path / "two", batch_size=8, grad_accum=2, **common))
     half = train(quick(sentiment_csv, str(model), tmp_path / "half", batch_size=8, **common))
@@ -394,6 +394,6 @@ def test_length_grouped_batches_are_used_and_can_be_turned_off(sentiment_csv, ti
     monkeypatch.setattr(collate.Collator, "__call__", record)
     for current in ("grouped", "random"):
         train(quick(sentiment_csv, tiny_bert, tmp_path / current, batch_size=8, epochs=1,
-                    group_by_length=current == "grouped"))
+                    batching=current))
     # Real tokens per padded position: grouped batches are nearly all real, random ones are not.
     assert np.mean(widths["grouped"]) > 0.95 and np.mean(widths["random"]) < 0.9

@@ -134,6 +134,94 @@ class Collator:
         return batch
 
 
+@dataclass
+class PackingCollator:
+    """Random batches without padding, for tasks labeled per token: the batch's rows are laid end to end in
+    as few model rows as its longest row allows (first fit, longest first), positions restart at 0 for each,
+    and a 4-D attention mask keeps every row's attention within itself. The model computes the same outputs
+    as for the padded rows (`packing_matches` checks a model does) on about as many positions as the batch
+    holds tokens: random batches at the speed of length-grouped ones."""
+
+    pad_token_id: int = 0
+    position_offset: int = 0  # where positions start: 0, or padding id + 1 for RoBERTa-style embeddings
+
+    def layout(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Which rows share each model row, in order: first fit into rows as wide as the longest."""
+        width = max(lengths)
+        bins: list[list[int]] = []
+        used: list[int] = []
+        for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+            for b, filled in enumerate(used):
+                if filled + lengths[i] <= width:
+                    bins[b].append(i)
+                    used[b] += lengths[i]
+                    break
+            else:
+                bins.append([i])
+                used.append(lengths[i])
+        return bins
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        lengths = [len(r["input_ids"]) for r in rows]
+        bins = self.layout(lengths)
+        shape = (len(bins), max(lengths))
+        fills = {"input_ids": self.pad_token_id, "token_type_ids": 0, "labels": IGNORE}
+        batch = {name: torch.full(shape, fill, dtype=torch.long) for name, fill in fills.items() if name in rows[0]}
+        positions = torch.full(shape, self.position_offset, dtype=torch.long)
+        segment = torch.full(shape, -1, dtype=torch.long)
+        order = []
+        for b, members in enumerate(bins):
+            offset = 0
+            for i in members:
+                span = slice(offset, offset + lengths[i])
+                for name in batch:
+                    batch[name][b, span] = torch.tensor(rows[i][name], dtype=torch.long)
+                positions[b, span] = torch.arange(lengths[i]) + self.position_offset
+                segment[b, span] = len(order)
+                order.append(i)
+                offset += lengths[i]
+        # Padding positions attend to themselves only: a fully masked row of scores would be NaN.
+        padding = torch.arange(-1, -shape[1] - 1, -1).expand(shape)
+        segment = torch.where(segment >= 0, segment, padding)
+        together = segment[:, :, None] == segment[:, None, :]
+        # An additive float mask works for eager and SDPA attention alike (a boolean one only for SDPA).
+        mask = torch.zeros(together.shape, dtype=torch.float32).masked_fill_(~together, torch.finfo(torch.float32).min)
+        batch.update(attention_mask=mask[:, None], position_ids=positions)
+        if ROW_INDEX in rows[0]:
+            batch[ROW_INDEX] = torch.tensor([rows[i][ROW_INDEX] for i in order], dtype=torch.long)
+        return batch
+
+
+@torch.inference_mode()
+def packing_matches(model, rows: list[dict], collator: PackingCollator, autocast=None) -> bool:
+    """Whether `model` gives rows packed by `collator` the logits it gives them padded (architectures with
+    relative positions or no 4-D attention mask do not)."""
+    import contextlib
+
+    pad_token_id = collator.pad_token_id
+    lengths = [len(r["input_ids"]) for r in rows]
+    padded, packed = Collator(pad_token_id)(rows), collator(rows)
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast or contextlib.nullcontext():
+            expected = model(**{k: v for k, v in padded.items() if k in MODEL_INPUTS}).logits.float()
+            got = model(**{k: v for k, v in packed.items() if k in MODEL_INPUTS + ("position_ids",)}).logits.float()
+    except Exception as exc:  # any refusal of the inputs means the model cannot take packed rows
+        logger.debug("packed rows refused: %s", exc)
+        return False
+    finally:
+        model.train(was_training)
+    for b, members in enumerate(collator.layout(lengths)):
+        offset = 0
+        for i in members:
+            same = torch.allclose(got[b, offset : offset + lengths[i]], expected[i, : lengths[i]], atol=1e-4, rtol=1e-3)
+            if not same:
+                return False
+            offset += lengths[i]
+    return True
+
+
 class LengthGroupedBatches:
     """Batches of similar length, in a random order that changes every epoch.
 

@@ -47,6 +47,7 @@ class Task:
     label_smoothing: bool = False  # whether --label-smoothing applies
     action: str = "Predict"  # the playground's button
     column_options: tuple[str, ...] = ()  # the DataSpec fields it reads (stored with the checkpoint)
+    packs: bool = False  # labeled per token, so training rows may be packed end to end (--batching packed)
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:

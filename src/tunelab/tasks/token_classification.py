@@ -94,6 +94,7 @@ class TokenClassificationTask(Task):
     formats = ("table", "jsonl", "conll")
     action = "Find entities"
     column_options = ("tokens_column", "tags_column", "tag_column")
+    packs = True
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:

@@ -21,6 +21,7 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 # After the warm-up: linear decay to zero (the Trainer's default), half a cosine to zero (more steps near the
 # peak and more at a low rate at the end), or constant.
 LR_SCHEDULERS = ("linear", "cosine", "constant")
+BATCHING = ("auto", "packed", "grouped", "random")
 
 
 def option(default: Any, help: str, *, flags: tuple[str, ...] = (), sweep: str | None = None,
@@ -83,7 +84,10 @@ class TrainConfig:
     from_scratch: bool = option(False, "Random weights from the model's config.")
     freeze_encoder: bool = option(False, "Train only the head.")
     freeze_embeddings: bool = option(False, "Keep the token-embedding matrix pretrained (faster steps).")
-    group_by_length: bool = option(True, "Batch rows of similar length (less padding).")
+    batching: str = option("auto", "How training rows form batches: packed (random batches laid end to end, no "
+                           "padding; tasks labeled per token, models that take position ids and a 4-D attention "
+                           "mask), grouped (batches of similar length, little padding) or random (padded random "
+                           "batches). auto: packed where the task and model allow it, else grouped.")
 
     threads: int | None = option(None, "torch threads (default: torch's choice).", on_resume=True)
     overwrite: bool = option(False, "Replace an existing run folder.")
@@ -125,6 +129,8 @@ class TrainConfig:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             problems.append(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")
+        if self.batching not in BATCHING:
+            problems.append(f"--batching must be one of {', '.join(BATCHING)}, got '{self.batching}'")
         if self.max_grad_norm < 0:
             problems.append(f"--max-grad-norm must not be negative, got {self.max_grad_norm}")
         if not 0 <= self.label_smoothing < 1:

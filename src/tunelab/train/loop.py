@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tunelab.checkpoint import append_jsonl, atomic_write_text, latest_state, prepare_run_dir, save_checkpoint
-from tunelab.collate import model_inputs
+from tunelab.collate import ROW_INDEX, model_inputs
 from tunelab.errors import TunelabError
 from tunelab.metrics import is_better
 from tunelab.train.config import TrainConfig, check_mixed_precision
@@ -38,6 +38,7 @@ class TrainResult:
     steps: int
     train_seconds: float  # wall time of the loop, evaluations included
     samples_per_second: float  # training rows per second, evaluations excluded
+    rows_trained: int = 0  # training rows consumed, over all processes and epochs (a resumed run's too)
     history: list[dict] = field(default_factory=list)
 
 
@@ -76,7 +77,7 @@ def optimizer_steps(s: Setup, state: TrainState, measure_at) -> Iterator[Step]:
                 s.optimizer.step()
                 s.scheduler.step()
                 s.optimizer.zero_grad()
-            rows = len(batch["labels"]) * accelerator.num_processes
+            rows = len(batch[ROW_INDEX]) * accelerator.num_processes  # packed batches have fewer model rows
             state.batch_in_epoch += 1
             state.seen += rows
             state.window_seen += rows
@@ -245,6 +246,7 @@ def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elap
         run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=s.metric,
         best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step, train_seconds=elapsed,
         samples_per_second=(state.seen - seen_before) / max(elapsed - eval_seconds, 1e-9), history=history,
+        rows_trained=state.seen,
     )
     if accelerator.is_main_process:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()

@@ -41,6 +41,7 @@ class Setup:
     total_steps: int
     epochs: int
     warmup: int
+    batching: str  # packed, grouped or random: what --batching resolved to
 
 
 def resolve_metric(task, data, requested: str) -> str:
@@ -80,8 +81,10 @@ def setup(config, accelerator, data=None) -> Setup:
     train_encoded = task.encode(tokenizer, data.train, settings, training=True, label_names=data.label_names)
     val_encoded = task.encode(tokenizer, data.validation, settings, training=False)
     task.prepare(train_encoded, config.batch_size)
-    train_loader = make_loader(train_encoded, config.batch_size, collator, config.seed,
-                               group_by_length=config.group_by_length)
+    packer = choose_packing(config.batching, task, model, tokenizer, train_encoded, accelerator)
+    batching = "packed" if packer else "grouped" if config.batching == "auto" else config.batching
+    train_loader = make_loader(train_encoded, config.batch_size, packer or collator, config.seed,
+                               group_by_length=batching == "grouped")
     val_loader = make_loader(val_encoded, config.eval_batch_size, collator, shuffle=False)
     sampler = train_loader.batch_sampler
     # Each process gets every n-th batch; its optimizer steps are what the loop counts.
@@ -98,7 +101,37 @@ def setup(config, accelerator, data=None) -> Setup:
         model, optimizer, train_loader, val_loader, scheduler
     )
     return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
-                 train_loader, val_loader, sampler, val_encoded, metric, steps_per_epoch, total_steps, epochs, warmup)
+                 train_loader, val_loader, sampler, val_encoded, metric, steps_per_epoch, total_steps, epochs, warmup,
+                 batching)
+
+
+def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator):
+    """The collator that packs training rows, or None for padded batches. Packing needs a task labeled per
+    token and a model that gives packed rows the outputs it gives them padded: checked here on a few
+    training rows, with positions from 0 and, for RoBERTa-style embeddings, from the padding id + 1."""
+    from tunelab.collate import PackingCollator, packing_matches
+
+    if requested in ("grouped", "random"):
+        return None
+    if not task.packs:
+        if requested == "packed":
+            raise TunelabError(f"--batching packed needs a task labeled per token; {task.name} is labeled per row: "
+                               "use --batching grouped or random")
+        return None
+    lengths = encoded.lengths
+    # The shortest rows and the longest: they pack into one model row beside it when they fit.
+    probe = sorted(range(len(lengths)), key=lengths.__getitem__)
+    rows = [encoded[i] for i in dict.fromkeys(probe[:3] + probe[-1:])]
+    pad = tokenizer.pad_token_id or 0
+    for offset in dict.fromkeys((0, pad + 1)):
+        packer = PackingCollator(pad, position_offset=offset)
+        if packing_matches(model, rows, packer, accelerator.autocast()):
+            return packer
+    what = f"{type(model).__name__} does not give packed rows the outputs it gives padded ones"
+    if requested == "packed":
+        raise TunelabError(f"--batching packed: {what}; use --batching grouped")
+    logger.info("%s: training batches are length-grouped instead", what)
+    return None
 
 
 def start_run_folder(s: Setup, run_dir: Path) -> None:
@@ -112,7 +145,8 @@ def start_run_folder(s: Setup, run_dir: Path) -> None:
     resolved = {"task": s.data.task, "model_path": s.model_name, "max_length": s.settings.max_length,
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
-                "num_processes": s.accelerator.num_processes, **s.data.info}
+                "num_processes": s.accelerator.num_processes, "batching": s.batching,
+                **s.data.info}
     text = yaml.safe_dump({**dataclasses.asdict(config), "output": str(run_dir), "resolved": resolved},
                           sort_keys=False)
     atomic_write_text(run_dir / "config.yaml", text)
