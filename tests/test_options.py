@@ -82,7 +82,7 @@ def test_usage_errors_are_one_line_and_exit_2(args, expected, capsys):
 def test_resume_refuses_options_that_change_what_the_run_computes(tmp_path, capsys):
     from tunelab.train.config import changeable_on_resume
 
-    assert changeable_on_resume() == {"logging_steps", "threads", "progress", "keep_states"}
+    assert changeable_on_resume() == {"logging_steps", "threads", "progress", "keep_states", "report_to", "run_name"}
     code, _, err = run_cli(["train", "--resume", tmp_path, "--epochs", "2", "--lr", "1e-3"], capsys)
     assert code == 1 and err.strip() == ("error: --resume continues a run as it was configured; drop --epochs, "
                                          "--learning-rate")

@@ -54,7 +54,7 @@ def append_jsonl(path: Path, record: dict) -> None:
         handle.flush()
 
 
-def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None) -> Path:
+def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None, card: str | None = None) -> Path:
     """Save a Hugging Face checkpoint (safetensors, config with id2label, tokenizer) atomically.
 
     Everything is written to a hidden sibling folder first and swapped in with
@@ -69,6 +69,8 @@ def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None) -> 
         tokenizer.save_pretrained(tmp)
         if extra:
             (tmp / "tunelab.json").write_text(json.dumps(extra, indent=2) + "\n", encoding="utf-8")
+        if card:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old"
@@ -82,6 +84,16 @@ def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def attach_curves(checkpoint: Path, images: list[Path], card: str) -> None:
+    """Copy `images` into a saved checkpoint and replace its card with `card` (which shows them); each file
+    is written beside its target and renamed into place."""
+    for image in images:
+        tmp = checkpoint / f".{image.name}.tmp"
+        shutil.copyfile(image, tmp)
+        os.replace(tmp, checkpoint / image.name)
+    atomic_write_text(checkpoint / "README.md", card)
 
 
 # ---------------------------------------------------------------- training state

@@ -30,7 +30,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TUNELAB_CACHE") or Path.home() / ".cache" / "tunelab")
 
 
-def bundled_generator_dir() -> Path:
+def bundled_generator_dir(progress: bool = True) -> Path:
     """The bundled SmolLM2 as safetensors, converted from its GGUF file on first use."""
     import importlib.util
 
@@ -48,9 +48,15 @@ def bundled_generator_dir() -> Path:
         raise TunelabError("reading the bundled GGUF model needs the gguf package; install it with: pip install gguf") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tunelab.progress import bar
+
     logger.info("converting %s to safetensors in %s (once, about 30 s)", GGUF_FILE, target)
+    stages = bar(2, "convert", unit="stage", enabled=progress)
+    stages.set_postfix_str("dequantizing GGUF")
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE)
+    stages.update()
+    stages.set_postfix_str("saving safetensors")
     # The GGUF loader marks the model quantized, which blocks save_pretrained; the
     # weights are already dequantized to fp32, so the marks can go.
     model.hf_quantizer = None
@@ -63,15 +69,18 @@ def bundled_generator_dir() -> Path:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         os.replace(staging, target)
+        stages.update()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        stages.close()
     return target
 
 
-def resolve_generator(name: str | None) -> str:
+def resolve_generator(name: str | None, progress: bool = True) -> str:
     if name is None or name.lower() in (DEFAULT_GENERATOR, "default", "smollm2-135m-instruct"):
-        return str(bundled_generator_dir())
+        return str(bundled_generator_dir(progress))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
@@ -80,11 +89,12 @@ def resolve_generator(name: str | None) -> str:
     return name
 
 
-def load_generator(name: str | None = None):
-    """A causal LM and its tokenizer; a classifier or encoder gets a clear error."""
+def load_generator(name: str | None = None, progress: bool = True):
+    """A causal LM and its tokenizer (the bundled one converted on first use, with a bar on a terminal);
+    a classifier or encoder gets a clear error."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_generator(name)
+    path = resolve_generator(name, progress)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:

@@ -36,7 +36,7 @@ class Predictor:
     """A loaded checkpoint: its model, tokenizer, task and the settings it was trained with."""
 
     def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64, runner=None,
-                 task=None, settings: Settings | None = None):
+                 task=None, settings: Settings | None = None, progress: bool = False):
         from tunelab.collate import Collator
         from tunelab.tasks import task_for_config
 
@@ -50,6 +50,7 @@ class Predictor:
         # The ONNX Runtime fast path, when chosen; the torch model still supplies config and labels.
         self.runner = runner
         self.backend = "onnx" if runner is not None else "torch"
+        self.progress = progress  # a bar on a terminal for runs over many rows (evaluate, predict --input)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, backend: str = "auto", **kwargs) -> "Predictor":
@@ -101,12 +102,16 @@ class Predictor:
         rows are batched by length so that little padding is computed."""
         # Batches straight from the sorted indices: a DataLoader's setup would cost more than a
         # one-sentence forward pass of the int8 model (the serving case).
+        from tunelab.progress import bar
+
         out: list[np.ndarray] = [None] * len(encoded)  # type: ignore[list-item]
         lengths = encoded.lengths
-        for indices in prediction_batches(lengths, self.batch_size):
-            logits = self.forward(self.collator([encoded[i] for i in indices]))
-            for row, index in zip(logits, indices):
-                out[index] = row[: lengths[index]] if row.ndim == 2 else row
+        with bar(len(encoded), "predict", enabled=self.progress) as progress:
+            for indices in prediction_batches(lengths, self.batch_size):
+                logits = self.forward(self.collator([encoded[i] for i in indices]))
+                for row, index in zip(logits, indices):
+                    out[index] = row[: lengths[index]] if row.ndim == 2 else row
+                progress.update(len(indices))
         return out
 
     @torch.inference_mode()

@@ -46,6 +46,7 @@ class SweepConfig:
     backend: str = "local"
     parallel: int = 2  # trials at once on Ray
     seed: int = 0
+    progress: bool = True  # trials done and the best so far, on a terminal
 
     def check(self) -> None:
         from tunelab.train.config import sweepable
@@ -237,14 +238,20 @@ def _tell(study, trial, outcome) -> None:
 
 
 def _run_local(config: SweepConfig, propose, study, todo: int) -> None:
-    for _ in range(todo):
-        trial = propose()
-        output = Path(config.study_dir) / "trials" / f"trial-{trial.number:03d}"
-        try:
-            outcome = run_trial(_trial_config(config.base, trial.params, output))
-        except Exception as exc:  # noqa: BLE001 - recorded as a failed trial
-            outcome = exc
-        _tell(study, trial, outcome)
+    from tunelab.progress import bar
+
+    with bar(todo, "sweep", unit="trial", enabled=config.progress) as progress:
+        for _ in range(todo):
+            trial = propose()
+            output = Path(config.study_dir) / "trials" / f"trial-{trial.number:03d}"
+            try:
+                outcome = run_trial(_trial_config(config.base, trial.params, output))
+            except Exception as exc:  # noqa: BLE001 - recorded as a failed trial
+                outcome = exc
+            _tell(study, trial, outcome)
+            progress.update()
+            if any(t.value is not None for t in study.get_trials(deepcopy=False)):
+                progress.set_postfix_str(f"best {study.best_value:.4f}")
 
 
 def _run_ray(config: SweepConfig, propose, study, todo: int) -> None:

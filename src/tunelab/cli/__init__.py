@@ -24,7 +24,8 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug 
 
 
 def _register() -> None:
-    from tunelab.cli import attention, evaluate, export, generate, predict, serve, sweep, tokenize, train  # noqa: F401  (each adds its command)
+    from tunelab.cli import (attention, evaluate, export, generate, predict, push, runs, serve, sweep,  # noqa: F401
+                             tokenize, train)  # each adds its command
 
 
 def process_rank() -> int:

@@ -28,12 +28,13 @@ def evaluate(
     backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
     plot: Optional[str] = typer.Option(None, help="Write the confusion matrix PNG here (default: RUN/plots/ for a tunelab run)."),
+    progress: bool = typer.Option(True, help="Show rows done, rows/s and time left on stderr (terminals only)."),
 ) -> None:
     """Metrics, a per-class report and the confusion matrix."""
     from tunelab.evaluation import confusion_plot_path, evaluate_checkpoint, spec_for
     from tunelab.predict import load
 
-    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length, backend=backend)
+    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length, backend=backend, progress=progress)
     spec = spec_for(predictor, data, limit=limit, text_column=text_column, text_pair_column=text_pair_column,
                     label_column=label_column, tokens_column=tokens_column, tags_column=tags_column,
                     tag_column=tag_column)

@@ -11,8 +11,9 @@ from tunelab.cli import app
 def export(
     checkpoint: str = typer.Argument(..., help="A run's best/ or last/ folder (or the run folder)."),
     quantize: bool = typer.Option(True, help="Also write the dynamic int8 model (the fast path)."),
+    progress: bool = typer.Option(True, help="Show the export's stages on stderr (terminals only)."),
 ) -> None:
     """Export to ONNX in CHECKPOINT/onnx/, used by `predict --backend onnx` and `serve`."""
     from tunelab.export import export_onnx
 
-    typer.echo(f"wrote {export_onnx(checkpoint, quantize=quantize)}")
+    typer.echo(f"wrote {export_onnx(checkpoint, quantize=quantize, progress=progress)}")

@@ -24,6 +24,7 @@ def generate(
     seed: Optional[int] = typer.Option(None, help="Random seed: the same seed gives the same text."),
     chat: Optional[bool] = typer.Option(None, "--chat/--no-chat", help="Wrap the prompt in the model's chat template (default: when it has one)."),
     stats: bool = typer.Option(True, help="Print tokens/s to stderr at the end."),
+    progress: bool = typer.Option(True, help="Show the bundled model's one-time conversion on stderr (terminals only)."),
 ) -> None:
     """Generate text; tokens are printed as they come."""
     from tunelab.errors import TunelabError
@@ -38,7 +39,7 @@ def generate(
     options.check()  # before the model loads
     if not prompt.strip():
         raise TunelabError("the prompt is empty; give some text to continue")
-    model, tokenizer = load_generator(model_name)
+    model, tokenizer = load_generator(model_name, progress=progress)
 
     def show(text: str) -> None:
         sys.stdout.write(text)

@@ -46,7 +46,8 @@ def sweep(**options) -> None:
             space[name] = values
     result = run_sweep(SweepConfig(base=base, study_dir=options["study"], space=space, method=options["method"],
                                    trials=options["trials"], backend=options["backend"],
-                                   parallel=options["parallel"], seed=options["seed"]))
+                                   parallel=options["parallel"], seed=options["seed"],
+                                   progress=options["progress"]))
     typer.echo(format_table(result))
     typer.echo(f"results: {result.table}")
     if result.plot:
@@ -81,6 +82,8 @@ def _parameters() -> list[inspect.Parameter]:
         opt("backend", str, "local", "--backend", help="local (one trial at a time) or ray (trials in parallel on Ray)."),
         opt("parallel", int, 2, "--parallel", help="Trials at once with --backend ray."),
         opt("seed", int, 0, "--seed", help="Sampler seed."),
+        opt("progress", bool, True, "--progress/--no-progress",
+            help="Show trials done and the best so far on stderr (terminals only)."),
         *swept,
     ]
 

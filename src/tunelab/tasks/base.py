@@ -60,6 +60,10 @@ class Task:
     def default_metric(self, data: "TaskData") -> str:
         raise NotImplementedError
 
+    def label_counts(self, data: "TaskData") -> dict[str, int]:
+        """How often each label occurs in the training data (for the model card); empty when not countable."""
+        return {}
+
     # ------------------------------------------------------------ model
     def model_class(self):
         raise NotImplementedError

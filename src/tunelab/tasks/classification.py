@@ -138,6 +138,12 @@ class ClassificationTask(Task):
                         label_names=label_names, has_pairs="text_pair" in train, name=splits.name,
                         label_values=label_values, task="regression" if kind == "float" else "classification")
 
+    def label_counts(self, data: "TaskData") -> dict[str, int]:
+        if data.is_regression:
+            return {}
+        counts = data.train["label"].value_counts()
+        return {name: int(counts.get(i, 0)) for i, name in enumerate(data.label_names)}
+
     def default_metric(self, data: "TaskData") -> str:
         return "pearson" if data.is_regression else "accuracy"
 

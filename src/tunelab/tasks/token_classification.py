@@ -167,6 +167,14 @@ class TokenClassificationTask(Task):
                         label_names=names, has_pairs=False, name=splits.name, label_values=list(names),
                         task=self.name, info={"tag_scheme": scheme, "repaired_tags": repaired})
 
+    def label_counts(self, data: "TaskData") -> dict[str, int]:
+        """Entities per type in the training sentences."""
+        from collections import Counter
+
+        counts = Counter(kind for tags in data.train["tags"] for kind, _, _ in
+                         entities([data.label_names[t] for t in tags]))
+        return dict(sorted(counts.items()))
+
     def default_metric(self, data: "TaskData") -> str:
         return "f1"
 

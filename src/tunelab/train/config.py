@@ -89,6 +89,10 @@ class TrainConfig:
                            "mask), grouped (batches of similar length, little padding) or random (padded random "
                            "batches). auto: packed where the task and model allow it, else grouped.")
 
+    report_to: str = option("none", "Experiment trackers, separated by commas: tensorboard, mlflow, wandb, comet_ml, "
+                            "aim, clearml, dvclive, swanlab, trackio (through accelerate), or none.", on_resume=True)
+    run_name: str | None = option(None, "The run's name in the trackers (default: the run folder's name).",
+                                  on_resume=True)
     threads: int | None = option(None, "torch threads (default: torch's choice).", on_resume=True)
     overwrite: bool = option(False, "Replace an existing run folder.")
     progress: bool = option(True, "Show a progress bar.", on_resume=True)
@@ -131,6 +135,12 @@ class TrainConfig:
             problems.append(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")
         if self.batching not in BATCHING:
             problems.append(f"--batching must be one of {', '.join(BATCHING)}, got '{self.batching}'")
+        try:
+            from tunelab.tracking import check_installed, parse_report_to
+
+            check_installed(parse_report_to(self.report_to))
+        except TunelabError as exc:
+            problems.append(str(exc))
         if self.max_grad_norm < 0:
             problems.append(f"--max-grad-norm must not be negative, got {self.max_grad_norm}")
         if not 0 <= self.label_smoothing < 1:

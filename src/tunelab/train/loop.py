@@ -15,13 +15,16 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tunelab.checkpoint import append_jsonl, atomic_write_text, latest_state, prepare_run_dir, save_checkpoint
+from tunelab.card import CURVES
+from tunelab.checkpoint import (append_jsonl, atomic_write_text, attach_curves, latest_state, prepare_run_dir,
+                                save_checkpoint)
 from tunelab.collate import ROW_INDEX, model_inputs
 from tunelab.errors import TunelabError
 from tunelab.metrics import is_better
 from tunelab.train.config import TrainConfig, check_mixed_precision
 from tunelab.train.optim import clip_gradients, rate_now
-from tunelab.train.setup import Setup, checkpoint_info, configure_threads, setup, start_run_folder
+from tunelab import tracking
+from tunelab.train.setup import Setup, checkpoint_info, configure_threads, model_card, run_record, setup, start_run_folder
 from tunelab.train.state import STATE_DIR, TrainState, check_state_processes, restore, save_state
 
 logger = logging.getLogger(__name__)
@@ -132,8 +135,9 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
     configure_threads(config)
     # cpu=True without a GPU: under torchrun-style launchers (`accelerate launch --multi_gpu`, torchrun) or
     # MPI (`accelerate launch --cpu --num_processes N --mpirun_hostfile ...`) the processes then join a gloo group.
+    trackers = tracking.build(tracking.parse_report_to(config.report_to), config.run_name or run_dir.name, run_dir)
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
-                              cpu=not torch.cuda.is_available())
+                              cpu=not torch.cuda.is_available(), log_with=trackers or None)
     accelerator.wait_for_everyone()  # every process has checked the run folder before the main one writes
     if resume:
         check_state_processes(state_path, accelerator.num_processes)  # before the slow loading
@@ -147,6 +151,7 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
                     state.batch_in_epoch)
     elif accelerator.is_main_process:
         start_run_folder(s, run_dir)
+    tracking.start(accelerator, run_record(s, run_dir))
     logger.info("training %s (%s) on %d rows: %d epochs, %d steps, %d warm-up", s.model_name, s.data.task,
                 len(s.data.train), s.epochs, s.total_steps, s.warmup)
 
@@ -160,6 +165,7 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
         history.append(record)
         if main:
             append_jsonl(run_dir / "metrics.jsonl", record)
+        tracking.log(accelerator, record)
 
     def evaluate_and_keep() -> bool:
         """Evaluate, save `best/` on improvement; return True when patience ran out."""
@@ -177,10 +183,12 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
             state.evals_since_best = 0
             state.best_confusion = scores.details.get("confusion_matrix")
             state.best_confusion_labels = scores.details.get("confusion_labels")
+            state.best_per_class = scores.details.get("per_class")
             accelerator.wait_for_everyone()
             if main:
                 save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "best",
-                                checkpoint_info(s, step=state.step, epoch=epoch, metrics=metrics, metric=s.metric))
+                                checkpoint_info(s, step=state.step, epoch=epoch, metrics=metrics, metric=s.metric),
+                                model_card(s, run_dir, metrics, state.step, scores.details.get("per_class")))
         else:
             state.evals_since_best += 1
         spent = time.perf_counter() - eval_started  # training speed excludes evaluation time
@@ -240,8 +248,9 @@ def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elap
     accelerator = s.accelerator
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        last = last_evaluation(history, state.step)
         save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "last",
-                        checkpoint_info(s, step=state.step))
+                        checkpoint_info(s, step=state.step), model_card(s, run_dir, *last))
     result = TrainResult(
         run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=s.metric,
         best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step, train_seconds=elapsed,
@@ -253,8 +262,29 @@ def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elap
                    if k != "history"}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         write_plots(run_dir, history, state.best_confusion, state.best_confusion_labels, state.best_step)
+        add_curves_to_cards(s, run_dir, state, last)
+        final = {**summary, **{f"best_{k}": v for k, v in result.best_metrics.items()}}
+        tracking.finish(accelerator, {f"final/{k}": v for k, v in final.items()}, state.step,
+                        sorted((run_dir / "plots").glob("*.png")))
     accelerator.end_training()
     return result
+
+
+def last_evaluation(history: list[dict], step: int) -> tuple[dict, int]:
+    """The metrics of the run's last evaluation and its step (none yet: empty, the current step)."""
+    evaluations = [r for r in history if "eval_loss" in r]
+    if not evaluations:
+        return {}, step
+    return {k[5:]: v for k, v in evaluations[-1].items() if k.startswith("eval_")}, evaluations[-1]["step"]
+
+
+def add_curves_to_cards(s: Setup, run_dir: Path, state: TrainState, last: tuple[dict, int]) -> None:
+    """Put the finished run's training curves beside the cards of best/ and last/, and show them there."""
+    curves = [p for p in (run_dir / "plots" / c for c in CURVES) if p.exists()]
+    if state.best_metrics and (run_dir / "best").exists():
+        attach_curves(run_dir / "best", curves,
+                      model_card(s, run_dir, state.best_metrics, state.best_step, state.best_per_class, curves))
+    attach_curves(run_dir / "last", curves, model_card(s, run_dir, *last, None, curves))
 
 
 def write_plots(run_dir: Path, history: list[dict], confusion, labels, best_step: int) -> None:

@@ -42,6 +42,7 @@ class Setup:
     epochs: int
     warmup: int
     batching: str  # packed, grouped or random: what --batching resolved to
+    label_counts: dict | None = None  # training rows (entities) per label, for model cards
 
 
 def resolve_metric(task, data, requested: str) -> str:
@@ -134,27 +135,46 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
     return None
 
 
-def start_run_folder(s: Setup, run_dir: Path) -> None:
-    """A new run: empty the folder when --overwrite said so, write config.yaml with what was resolved."""
-    import yaml
-
-    config = s.config
-    if config.overwrite:
-        clear_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def run_record(s: Setup, run_dir: Path) -> dict:
+    """The options and what was resolved from them: config.yaml, and the trackers' hyperparameters."""
     resolved = {"task": s.data.task, "model_path": s.model_name, "max_length": s.settings.max_length,
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
                 "num_processes": s.accelerator.num_processes, "batching": s.batching,
                 **s.data.info}
-    text = yaml.safe_dump({**dataclasses.asdict(config), "output": str(run_dir), "resolved": resolved},
-                          sort_keys=False)
+    return {**dataclasses.asdict(s.config), "output": str(run_dir), "resolved": resolved}
+
+
+def start_run_folder(s: Setup, run_dir: Path) -> None:
+    """A new run: empty the folder when --overwrite said so, write config.yaml with what was resolved."""
+    import yaml
+
+    if s.config.overwrite:
+        clear_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(run_record(s, run_dir), sort_keys=False)
     atomic_write_text(run_dir / "config.yaml", text)
 
 
 def checkpoint_info(s: Setup, **extra) -> dict:
     """What a checkpoint's tunelab.json records: how its data was read and cut, and `extra`."""
     return {**extra, "settings": dataclasses.asdict(s.settings)}
+
+
+def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dict | None = None,
+               curves: list[Path] = ()) -> str:
+    """The README.md of a checkpoint saved at `step` with these validation `metrics`."""
+    from tunelab.card import CardInfo, render
+
+    if s.label_counts is None:  # counted once per run
+        s.label_counts = s.task.label_counts(s.data)
+    options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching}
+    info = CardInfo(model=s.config.model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
+                    train_rows=len(s.data.train), validation_rows=len(s.data.validation),
+                    label_counts=s.label_counts, options=options, metrics=metrics, step=step,
+                    epoch=round(step / s.steps_per_epoch, 2), per_class=per_class or {},
+                    curves=tuple(p.name for p in curves))
+    return render(info, run_dir.name)
 
 
 def configure_threads(config) -> None:

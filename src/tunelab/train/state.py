@@ -31,6 +31,7 @@ class TrainState:
     evals_since_best: int = 0
     best_confusion: list | None = None
     best_confusion_labels: list | None = None
+    best_per_class: dict | None = None
     running_loss: float = 0.0
     running_count: int = 0
     window_seen: int = 0
