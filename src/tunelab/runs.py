@@ -183,5 +183,5 @@ def plot_comparison(runs: list[RunSummary], records: list[list[dict]], metric: s
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{len(runs)} runs compared")
+    fig.suptitle(f"{len(runs)} runs compared", y=1.03)
     return _save(fig, path)
