@@ -29,6 +29,9 @@ def test_classification_metrics_binary_and_macro():
     assert binary["accuracy"] == pytest.approx(3 / 5)
     assert binary["f1"] == pytest.approx(2 / 3)  # positive class: precision 2/3, recall 2/3
     assert binary["mcc"] == pytest.approx((2 * 1 - 1 * 1) / np.sqrt(3 * 2 * 2 * 3))
+    assert binary["macro_f1"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # class 0: precision 1/2, recall 1/2
+    majority = classification_metrics(np.array([1, 1, 1, 1]), np.array([1, 1, 1, 0]), 2)
+    assert majority["accuracy"] == 0.75 and majority["macro_f1"] == pytest.approx((0 + 6 / 7) / 2)
     three = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 2]), 3)
     # Per class F1: 1, 2/3, 2/3 -> macro 7/9.
     assert three["f1"] == pytest.approx(7 / 9) and three["accuracy"] == pytest.approx(0.75)

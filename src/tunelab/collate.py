@@ -113,6 +113,7 @@ class Collator:
 
     pad_token_id: int = 0
     regression: bool = False
+    multi_hot: bool = False  # labels are one 0/1 float per label (multi-label), not one per piece
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in rows)
@@ -123,7 +124,9 @@ class Collator:
             fill = self.pad_token_id if name == "input_ids" else 0
             batch[name] = torch.tensor([r[name] + [fill] * (width - len(r[name])) for r in rows], dtype=torch.long)
         if "labels" in rows[0]:
-            if isinstance(rows[0]["labels"], list):
+            if self.multi_hot:
+                batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.float32)
+            elif isinstance(rows[0]["labels"], list):
                 labels = [r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]
                 batch["labels"] = torch.tensor(labels, dtype=torch.long)
             else:

@@ -43,6 +43,8 @@ class DataSpec:
     tokens_column: str = "tokens"  # token classification: a list column of words
     tags_column: str = "tags"  # token classification: a list column of tags (names or ClassLabel ids)
     tag_column: int = -1  # a CoNLL file's tag column, 0-based; negative counts from the end
+    label_separator: str = ","  # multi-label: what separates the labels of a row in one string
+    label_columns: str | None = None  # multi-label: several 0/1 columns, one per label, comma-separated
     validation: str | None = None  # a file, or a split name of a hub / save_to_disk source
     validation_fraction: float = 0.1
     seed: int = 42
@@ -60,6 +62,10 @@ class DataSpec:
 
         if self.task not in TASK_NAMES:
             problems.append(f"--task must be one of {', '.join(TASK_NAMES)}, got '{self.task}'")
+        if not self.label_separator:
+            problems.append("--label-separator must not be empty")
+        if self.label_columns is not None and self.task not in ("auto", "multi-label"):
+            problems.append(f"--label-columns marks multi-label data; drop it or use --task multi-label, not {self.task}")
         if self.text_pair_column is not None and self.text_pair_column == self.text_column:
             problems.append("--text-pair-column must differ from --text-column")
         collect(problems)

@@ -10,13 +10,16 @@ LOWER_IS_BETTER = {"loss", "mse"}
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
-    """Accuracy, F1 (binary for two labels, macro otherwise) and Matthews correlation."""
+    """Accuracy, F1 (binary for two labels, macro otherwise), macro F1 (every class weighs the same, so a
+    model that always answers the majority class cannot look good) and Matthews correlation."""
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
     average = "binary" if num_labels == 2 else "macro"
     return {
         "accuracy": float(accuracy_score(labels, predictions)),
         "f1": float(f1_score(labels, predictions, average=average, zero_division=0)),
+        "macro_f1": float(f1_score(labels, predictions, labels=list(range(num_labels)), average="macro",
+                                   zero_division=0)),
         "mcc": float(matthews_corrcoef(labels, predictions)),
     }
 

@@ -51,6 +51,7 @@ class Predictor:
         self.runner = runner
         self.backend = "onnx" if runner is not None else "torch"
         self.progress = progress  # a bar on a terminal for runs over many rows (evaluate, predict --input)
+        self.threshold: float | None = None  # --threshold: one decision threshold for every label (multi-label)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, backend: str = "auto", **kwargs) -> "Predictor":
@@ -133,6 +134,14 @@ class Predictor:
         return self.task.predict(self, inputs, text_pairs)
 
 
-def load(path: str | Path, **kwargs) -> Predictor:
-    """Load a checkpoint (a run's best/ or last/, or the run folder itself) for prediction."""
-    return Predictor.from_pretrained(path, **kwargs)
+def load(path: str | Path, threshold: float | None = None, **kwargs) -> Predictor:
+    """Load a checkpoint (a run's best/ or last/, or the run folder itself) for prediction; `threshold`
+    replaces a multi-label checkpoint's tuned decision thresholds."""
+    if threshold is not None and not 0 < threshold < 1:
+        raise TunelabError(f"--threshold must be between 0 and 1 (exclusive), got {threshold:g}")
+    predictor = Predictor.from_pretrained(path, **kwargs)
+    if threshold is not None and not predictor.task.thresholded:
+        raise TunelabError(f"--threshold applies to multi-label checkpoints; this one is {predictor.task.name}: "
+                           "drop --threshold")
+    predictor.threshold = threshold
+    return predictor

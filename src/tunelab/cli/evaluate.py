@@ -21,6 +21,8 @@ def evaluate(
     tokens_column: Optional[str] = typer.Option(None, help="Token classification: column of word lists (default: the checkpoint's)."),
     tags_column: Optional[str] = typer.Option(None, help="Token classification: column of tag lists (default: the checkpoint's)."),
     tag_column: Optional[int] = typer.Option(None, help="Token classification: a CoNLL file's tag column (default: the checkpoint's)."),
+    label_separator: Optional[str] = typer.Option(None, help="Multi-label: what separates a row's labels (default: the checkpoint's)."),
+    label_columns: Optional[str] = typer.Option(None, help="Multi-label: 0/1 columns, one per label, comma-separated (default: the checkpoint's)."),
     max_length: Optional[int] = typer.Option(None, help="Longest input in pieces (default: what the checkpoint was trained with)."),
     split: str = typer.Option("validation", help="Split of a multi-split source."),
     limit: Optional[int] = typer.Option(None, help="Evaluate at most N rows."),
@@ -28,16 +30,17 @@ def evaluate(
     backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
     plot: Optional[str] = typer.Option(None, help="Write the confusion matrix PNG here (default: RUN/plots/ for a tunelab run)."),
+    threshold: Optional[float] = typer.Option(None, help="Multi-label: one decision threshold for every label, in (0, 1) (default: the tuned ones stored in the checkpoint)."),
     progress: bool = typer.Option(True, help="Show rows done, rows/s and time left on stderr (terminals only)."),
 ) -> None:
     """Metrics, a per-class report and the confusion matrix."""
     from tunelab.evaluation import confusion_plot_path, evaluate_checkpoint, spec_for
     from tunelab.predict import load
 
-    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length, backend=backend, progress=progress)
+    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length, backend=backend, progress=progress, threshold=threshold)
     spec = spec_for(predictor, data, limit=limit, text_column=text_column, text_pair_column=text_pair_column,
                     label_column=label_column, tokens_column=tokens_column, tags_column=tags_column,
-                    tag_column=tag_column)
+                    tag_column=tag_column, label_separator=label_separator, label_columns=label_columns)
     spec.check()
     result = evaluate_checkpoint(predictor, spec, split)
     labels = result.confusion_labels

@@ -83,13 +83,15 @@ def predict(
     output_format: str = typer.Option("table", "--format", "-f", help="table, jsonl or csv; conll for token classification."),
     batch_size: int = typer.Option(64, help="Batch size."),
     backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx (exported on first use)."),
+    threshold: Optional[float] = typer.Option(None, help="Multi-label: one decision threshold for every label, in (0, 1) (default: the tuned ones stored in the checkpoint)."),
     progress: bool = typer.Option(True, help="With --input: rows done, rows/s and time left on stderr (terminals only)."),
 ) -> None:
     """Print each input's prediction: label and probability, or tagged entities."""
     from tunelab.predict import load
 
     inputs = read_inputs(texts or [], pair or [], input_file, text_column, text_pair_column, tokens_column)
-    predictor = load(checkpoint, batch_size=batch_size, backend=backend, progress=progress and input_file is not None)
+    predictor = load(checkpoint, batch_size=batch_size, backend=backend, progress=progress and input_file is not None,
+                     threshold=threshold)
     if output_format not in predictor.task.formats:
         raise TunelabError(f"--format must be one of {', '.join(predictor.task.formats)} for a "
                            f"{predictor.task.name} checkpoint, got '{output_format}'")

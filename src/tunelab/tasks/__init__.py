@@ -17,16 +17,18 @@ if TYPE_CHECKING:
 
 # --task values; "auto" detects the task from the data. Regression is classification's variant with
 # numeric labels, so it shares its module.
-TASK_NAMES = ("auto", "classification", "regression", "token-classification")
+TASK_NAMES = ("auto", "classification", "multi-label", "regression", "token-classification")
 
 
 def registry() -> dict[str, "Task"]:
     """Every task by name, in the order auto-detection asks them (the first that claims the data wins)."""
     from tunelab.tasks.classification import ClassificationTask
+    from tunelab.tasks.multi_label import MultiLabelTask
     from tunelab.tasks.token_classification import TokenClassificationTask
 
     return {
         "token-classification": TokenClassificationTask(),
+        "multi-label": MultiLabelTask(),
         "classification": ClassificationTask(),
         "regression": ClassificationTask(regression=True),
     }
@@ -59,7 +61,12 @@ def task_for_config(config) -> "Task":
     if stored:
         return get_task(stored)
     architectures = getattr(config, "architectures", None) or []
+    problem_type = getattr(config, "problem_type", None)
     for task in registry().values():
+        if task.problem_type:  # a task marked by its problem type (multi-label) owns only those checkpoints
+            if problem_type == task.problem_type:
+                return task
+            continue
         if any(a.endswith(task.architecture_suffix) for a in architectures):
             return task
     raise TunelabError(f"the checkpoint is a {architectures[0] if architectures else 'model without a head'}, "

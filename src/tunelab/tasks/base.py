@@ -47,6 +47,8 @@ class Task:
     label_smoothing: bool = False  # whether --label-smoothing applies
     action: str = "Predict"  # the playground's button
     column_options: tuple[str, ...] = ()  # the DataSpec fields it reads (stored with the checkpoint)
+    problem_type: str | None = None  # a head config's problem_type that marks this task's checkpoints
+    thresholded: bool = False  # predictions are labels over a decision threshold (--threshold applies)
     packs: bool = False  # labeled per token, so training rows may be packed end to end (--batching packed)
 
     # ------------------------------------------------------------ data
@@ -92,6 +94,19 @@ class Task:
         return model(**model_inputs(batch)).loss
 
     # ------------------------------------------------------------ evaluation during training
+    def class_weights(self, data: "TaskData", how: str) -> dict[str, float] | None:
+        """Weigh the loss by label (--class-weights none, balanced or a JSON file); returns the weights used."""
+        from tunelab.errors import TunelabError
+
+        if how != "none":
+            raise TunelabError(f"--class-weights applies to classification and multi-label data; drop it for "
+                               f"{data.task}")
+        return None
+
+    def checkpoint_config(self, scores: Scores) -> dict:
+        """Config attributes a checkpoint saved after this evaluation carries (multi-label: its thresholds)."""
+        return {}
+
     def outputs(self, logits: "torch.Tensor", batch: dict, accelerator) -> tuple:
         """The tensors to gather across processes for scoring; the last is always the rows' indices."""
         raise NotImplementedError

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman", "mse")
 
 
@@ -124,9 +124,15 @@ class ClassificationTask(Task):
             unseen = sorted(set(validation["label"]) - set(train["label"]), key=str)
             if unseen:
                 counts = validation["label"].value_counts()
-                listed = ", ".join(f"'{v}' ({counts[v]} rows)" for v in unseen)
+                listed = ", ".join(f"'{v}' ({counts[v]} rows)" for v in unseen[:5])
+                more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+                if sum(spec.label_separator in str(v) for v in unseen) > len(unseen) / 2:
+                    raise TunelabError(
+                        f"validation labels {listed}{more} never appear in the training data, and they look like "
+                        f"sets of labels separated by '{spec.label_separator}': use --task multi-label"
+                    )
                 raise TunelabError(
-                    f"validation label {listed} never appears in the training data; "
+                    f"validation label {listed}{more} never appears in the training data; "
                     "remove those rows from the validation data or add training examples with that label"
                 )
             ids = {value: i for i, value in enumerate(values)}
@@ -146,6 +152,25 @@ class ClassificationTask(Task):
 
     def default_metric(self, data: "TaskData") -> str:
         return "pearson" if data.is_regression else "accuracy"
+
+    def class_weights(self, data: "TaskData", how: str) -> dict[str, float] | None:
+        """Cross-entropy weights: balanced gives class c the weight n / (classes x count of c)."""
+        import torch
+
+        self.loss_weights = None
+        if how == "none":
+            return None
+        if data.is_regression:
+            raise TunelabError("--class-weights weighs labels, but this data has numeric scores (regression); "
+                               "drop --class-weights")
+        names = data.label_names
+        if how == "balanced":
+            counts = np.bincount(data.train["label"].to_numpy(), minlength=len(names))
+            weights = [len(data.train) / (len(names) * c) for c in counts]
+        else:
+            weights = weight_file(how, names)
+        self.loss_weights = torch.tensor(weights, dtype=torch.float32)
+        return dict(zip(names, map(float, weights)))
 
     # ------------------------------------------------------------ model
     def model_class(self):
@@ -179,11 +204,15 @@ class ClassificationTask(Task):
         from tunelab.collate import model_inputs
 
         inputs = model_inputs(batch)
-        if not label_smoothing:
+        weights = getattr(self, "loss_weights", None)
+        if not label_smoothing and weights is None:
             return model(**inputs).loss
         inputs.pop("labels")
-        logits = model(**inputs).logits
-        return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], label_smoothing=label_smoothing)
+        logits = model(**inputs).logits.float()
+        if weights is not None:
+            weights = weights.to(logits.device)
+        return torch.nn.functional.cross_entropy(logits, batch["labels"], weight=weights,
+                                                 label_smoothing=label_smoothing)
 
     # ------------------------------------------------------------ evaluation
     def outputs(self, logits, batch: dict, accelerator) -> tuple:
@@ -289,6 +318,30 @@ class ClassificationTask(Task):
 # ---------------------------------------------------------------- labels
 
 
+def weight_file(path: str, names: list[str]) -> list[float]:
+    """Per-label weights from a JSON object of label: weight (labels not named weigh 1)."""
+    import json
+    from pathlib import Path
+
+    try:
+        given = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TunelabError(f"--class-weights {path}: not a readable JSON file ({str(exc).splitlines()[0]}); "
+                           "give none, balanced, or a JSON object of label: weight") from None
+    if not isinstance(given, dict):
+        raise TunelabError(f"--class-weights {path}: expected a JSON object of label: weight")
+    unknown = [k for k in given if str(k) not in names]
+    if unknown:
+        shown = ", ".join(f"'{k}'" for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise TunelabError(f"--class-weights {path}: label {shown} is not in the data (labels: "
+                           f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
+    bad = [k for k, v in given.items() if not isinstance(v, (int, float)) or v <= 0]
+    if bad:
+        raise TunelabError(f"--class-weights {path}: the weight of '{bad[0]}' must be a positive number, "
+                           f"got {given[bad[0]]!r}")
+    return [float(given.get(n, 1.0)) for n in names]
+
+
 def label_kind(labels: pd.Series, task: str) -> str:
     """'int', 'float' or 'str': how the raw labels should be read."""
     numeric = pd.to_numeric(labels.astype(str).str.strip(), errors="coerce")
@@ -299,7 +352,17 @@ def label_kind(labels: pd.Series, task: str) -> str:
         return "str"
     if task == "regression":
         return "float"
-    integral = bool(np.all(np.mod(numeric.to_numpy(dtype=float), 1) == 0))
+    fractional = np.mod(numeric.to_numpy(dtype=float), 1) != 0
+    integral = not fractional.any()
+    whole = numeric[~fractional]
+    if task == "auto" and fractional.any() and fractional.mean() < 0.05 and whole.nunique() <= 20:
+        # A few stray fractions among a handful of integer classes are typos more often than scores.
+        rows = np.flatnonzero(fractional)
+        shown = ", ".join(f"row {i + 1}: '{labels.iloc[i]}'" for i in rows[:3]) + (
+            f" and {len(rows) - 3} more" if len(rows) > 3 else "")
+        raise TunelabError(f"the labels are integer classes ({', '.join(str(int(v)) for v in sorted(whole.unique())[:8])}) "
+                           f"except {len(rows)} rows ({shown}, counting training rows first); fix those rows, or pass --task regression if the "
+                           "labels are scores (--task classification reads every value as a class name)")
     if task == "classification" or integral:
         return "int" if integral else "str"
     return "float"

@@ -42,13 +42,17 @@ class TrainConfig:
     output: str | None = option(None, "Run folder (default runs/DATA-TIME).", flags=("-o",))
     model: str = option(DEFAULT_MODEL, "A hub id, a local folder, or 'minilm' (the bundled all-MiniLM-L6-v2).",
                         flags=("-m",))
-    task: str = option("auto", "auto (from the data), classification, regression or token-classification.")
+    task: str = option("auto", "auto (from the data), classification, multi-label, regression or "
+                       "token-classification.")
     text_column: str = option("text", "Column with the text.")
     text_pair_column: str | None = option(None, "Column with the second text of a pair.")
     label_column: str = option("label", "Column with the label.")
     tokens_column: str = option("tokens", "Token classification: the column of word lists.")
     tags_column: str = option("tags", "Token classification: the column of tag lists.")
     tag_column: int = option(-1, "Token classification, CoNLL files: the tag column, 0-based (-1: the last).")
+    label_separator: str = option(",", "Multi-label: what separates a row's labels in the label column.")
+    label_columns: str | None = option(None, "Multi-label: columns that mark each label with 1 (and 0), "
+                                       "comma-separated, instead of one label column.")
     label_all_tokens: bool = option(False, "Token classification: label every piece of a word (B- becomes I- "
                                     "after the first), not only the first.")
     validation: str | None = option(None, "Validation file, or split name of the source.")
@@ -73,13 +77,17 @@ class TrainConfig:
                                "or constant.", sweep="lr-schedulers")
     grad_accum: int = option(1, "Gradient accumulation steps.")
     max_grad_norm: float = option(1.0, "Gradient clipping norm (0 disables).")
+    class_weights: str = option("none", "Weigh the loss by label: none, balanced (single-label: n / (classes x "
+                                "count); multi-label: each label's negatives / positives as BCE pos_weight), or a "
+                                "JSON file of label: weight.")
     label_smoothing: float = option(0.0, "Classification: train against labels smoothed by this share (0.1 is "
                                     "common; 0 disables).", sweep="label-smoothings")
     seed: int = option(42, "Random seed.")
     eval_every: int | None = option(None, "Evaluate every N steps (default: every epoch).")
     logging_steps: int = option(50, "Log the training loss every N steps.", on_resume=True)
     metric: str = option("auto", "Metric that picks best/: accuracy, f1, mcc, precision, recall, loss, pearson, "
-                         "spearman, mse (auto: accuracy, pearson for regression, f1 for token classification).")
+                         "spearman, mse, micro_f1, macro_f1, subset_accuracy (and their _tuned forms) (auto: "
+                         "accuracy; pearson for regression; f1 for token classification; macro_f1 for multi-label).")
     patience: int | None = option(None, "Stop after N evaluations without improvement.")
     from_scratch: bool = option(False, "Random weights from the model's config.")
     freeze_encoder: bool = option(False, "Train only the head.")
@@ -133,6 +141,9 @@ class TrainConfig:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             problems.append(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")
+        if self.class_weights not in ("none", "balanced") and not Path(self.class_weights).expanduser().is_file():
+            problems.append(f"--class-weights must be none, balanced or a JSON file of label: weight; "
+                            f"{self.class_weights} is not a file")
         if self.batching not in BATCHING:
             problems.append(f"--batching must be one of {', '.join(BATCHING)}, got '{self.batching}'")
         try:
@@ -167,7 +178,8 @@ class TrainConfig:
         return DataSpec(
             source=self.data, text_column=self.text_column, text_pair_column=self.text_pair_column,
             label_column=self.label_column, tokens_column=self.tokens_column, tags_column=self.tags_column,
-            tag_column=self.tag_column, validation=self.validation,
+            tag_column=self.tag_column, label_separator=self.label_separator, label_columns=self.label_columns,
+            validation=self.validation,
             validation_fraction=self.validation_fraction, seed=self.seed, limit=self.limit, task=self.task,
         )
 

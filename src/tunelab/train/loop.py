@@ -177,6 +177,10 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
         if main:
             message = f"step {state.step} (epoch {epoch:.2f}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             progress.write(message, file=sys.stderr) if not progress.disable else logger.info(message)
+        # What this evaluation tuned (multi-label thresholds) goes with the weights it evaluated: into best/
+        # when they are the best, and into last/ when it is the last evaluation.
+        for key, value in s.task.checkpoint_config(scores).items():
+            setattr(accelerator.unwrap_model(s.model).config, key, value)
         improved = is_better(s.metric, metrics[s.metric], state.best_value)
         if improved:
             state.best_value, state.best_metrics, state.best_step = metrics[s.metric], metrics, state.step

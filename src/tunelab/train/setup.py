@@ -70,6 +70,10 @@ def setup(config, accelerator, data=None) -> Setup:
         raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has {what}; "
                            "drop --label-smoothing")
     metric = resolve_metric(task, data, config.metric)
+    weights = task.class_weights(data, config.class_weights)
+    if weights:
+        data.info["class_weights"] = weights  # recorded in config.yaml with what else was resolved
+        logger.info("class weights: %s", ", ".join(f"{k} {v:.3g}" for k, v in list(weights.items())[:10]))
     model_name = resolve_model(config.model)
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, task, data, from_scratch=config.from_scratch,

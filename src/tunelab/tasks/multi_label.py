@@ -1,0 +1,396 @@
+"""Multi-label classification: each text (or pair) has a set of labels, one sigmoid per label trained with
+binary cross-entropy. Per-label decision thresholds are tuned on the validation data at every evaluation and
+stored in the saved checkpoint's config (`label_thresholds`); prediction and evaluation use them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from tunelab.errors import TunelabError
+from tunelab.tasks.base import Scores, in_row_order
+from tunelab.tasks.classification import ClassificationTask
+
+if TYPE_CHECKING:
+    from tunelab.data import DataSpec, Splits, TaskData
+
+logger = logging.getLogger(__name__)
+
+BASE_METRICS = ("micro_f1", "macro_f1", "subset_accuracy")
+MULTI_LABEL_METRICS = BASE_METRICS + tuple(f"{m}_tuned" for m in BASE_METRICS)
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+THRESHOLD_FLOOR = 0.1  # a label whose best F1 needs a lower threshold would be on for nearly every text
+SHOWN = 5  # values a refusal lists before counting the rest
+
+
+def few(values, shown: int = SHOWN, quote: bool = True) -> str:
+    """'a', 'b', 'c' and 12 more."""
+    values = [f"'{v}'" if quote else str(v) for v in values]
+    return ", ".join(values[:shown]) + (f" and {len(values) - shown} more" if len(values) > shown else "")
+
+
+@dataclass
+class LabelSet:
+    """One input's labels (those at or above their threshold) and every label's probability."""
+
+    labels: list[str]
+    scores: dict[str, float]  # the chosen labels' probabilities
+    probabilities: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return {"labels": self.labels, "scores": self.scores, "probabilities": self.probabilities}
+
+
+@dataclass
+class MultiLabelEvaluation:
+    metrics: dict[str, float]
+    rows: int
+    label_names: list[str]
+    per_class: dict
+    thresholds: dict[str, float]
+    confusion_matrix: list | None = None  # one matrix per label would say less than the per-label report
+
+    @property
+    def confusion_labels(self) -> None:
+        return None
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "metrics": self.metrics, "label_names": self.label_names,
+                "per_class": self.per_class, "thresholds": self.thresholds}
+
+
+class MultiLabelTask(ClassificationTask):
+    """Texts (or pairs) to a set of labels."""
+
+    name = "multi-label"
+    metrics = MULTI_LABEL_METRICS
+    problem_type = "multi_label_classification"
+    thresholded = True
+    formats = ("table", "jsonl", "csv")
+    column_options = ("text_column", "text_pair_column", "label_column", "label_separator", "label_columns")
+
+    def __init__(self):
+        super().__init__()
+        self.name = "multi-label"
+        self.label_smoothing = False
+
+    # ------------------------------------------------------------ data
+    def columns(self, spec: "DataSpec", splits: "Splits") -> list[tuple[str, str, str]]:
+        if not spec.label_columns:
+            return super().columns(spec, splits)
+        wanted = [("--text-column", spec.text_column, "text")]
+        if spec.text_pair_column:
+            wanted.append(("--text-pair-column", spec.text_pair_column, "text_pair"))
+        return wanted + [("--label-columns", c, f"label:{c}") for c in label_column_names(spec)]
+
+    def frame(self, frame: pd.DataFrame, wanted, where: str, spec: "DataSpec | None" = None) -> pd.DataFrame:
+        """The text columns and one `label` column holding each row's list of label names."""
+        from tunelab.data import drop_blank, select_columns
+
+        selected = select_columns(frame, wanted, where)
+        flags = [name for _, _, name in wanted if name.startswith("label:")]
+        inputs = [name for _, _, name in wanted if name != "label" and not name.startswith("label:")]
+        if flags:
+            sets = zero_one_sets(selected, flags, where)
+            selected = selected.drop(columns=flags).assign(label=sets)
+            return drop_blank(selected, where, inputs, None)
+        selected = drop_blank(selected, where, inputs, None)
+        separator = spec.label_separator if spec is not None else ","
+        return selected.assign(label=parse_label_sets(selected["label"], separator, where))
+
+    def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
+        """Label lists, JSON lists, or strings that hold the separator in at least 1% of the rows."""
+        if spec.label_columns:
+            return True
+        if splits.builtin is not None or spec.label_column not in splits.train.columns:
+            return False
+        values = splits.train[spec.label_column].dropna()
+        if values.empty:
+            return False
+        if values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+            return True
+        text = values.astype(str).str.strip()
+        joined = text.str.contains(spec.label_separator, regex=False) | text.str.startswith("[")
+        return bool(joined.mean() >= 0.01)
+
+    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
+        from tunelab.data import TaskData, limit_rows, split_validation
+
+        wanted = self.columns(spec, splits)
+        train = self.frame(splits.train, wanted, splits.train_where, spec)
+        validation = None
+        if splits.validation is not None:
+            validation = self.frame(splits.validation, wanted, splits.validation_where, spec)
+        train = limit_rows(train, spec.limit, spec.seed)
+        if validation is None:
+            train, validation = split_validation(train, spec)
+        names = label_order({label for labels in train["label"] for label in labels})
+        if len(names) < 2:
+            raise TunelabError(f"multi-label data needs at least two labels; found {few(names) or 'none'} in "
+                               f"{splits.train_where}: check --label-column or --label-columns")
+        unseen = sorted({label for labels in validation["label"] for label in labels} - set(names))
+        if unseen:
+            raise TunelabError(f"validation label {few(unseen)} never appears in the training data; remove it "
+                               "from the validation data or add training examples with it")
+        train = train.assign(label=[multi_hot(labels, names) for labels in train["label"]])
+        validation = validation.assign(label=[multi_hot(labels, names) for labels in validation["label"]])
+        return TaskData(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
+                        label_names=names, has_pairs="text_pair" in train, name=splits.name,
+                        label_values=list(names), task=self.name)
+
+    def label_counts(self, data: "TaskData") -> dict[str, int]:
+        counts = np.sum(np.array(data.train["label"].tolist()), axis=0)
+        return {name: int(c) for name, c in zip(data.label_names, counts)}
+
+    def default_metric(self, data: "TaskData") -> str:
+        return "macro_f1"
+
+    # ------------------------------------------------------------ model
+    def model_kwargs(self, data: "TaskData") -> dict:
+        names = data.label_names
+        return {"num_labels": len(names), "problem_type": self.problem_type,
+                "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+    def collator(self, tokenizer, data: "TaskData | None" = None):
+        from tunelab.collate import Collator
+
+        return Collator(tokenizer.pad_token_id or 0, multi_hot=True)
+
+    def class_weights(self, data: "TaskData", how: str) -> dict[str, float] | None:
+        """BCE pos_weight per label: balanced gives each label its negatives / positives."""
+        import torch
+
+        from tunelab.tasks.classification import weight_file
+
+        self.loss_weights = None
+        if how == "none":
+            return None
+        names = data.label_names
+        if how == "balanced":
+            positives = np.sum(np.array(data.train["label"].tolist()), axis=0)
+            weights = [(len(data.train) - p) / p for p in positives]
+        else:
+            weights = weight_file(how, names)
+        self.loss_weights = torch.tensor(weights, dtype=torch.float32)
+        return dict(zip(names, map(float, weights)))
+
+    def loss(self, model, batch: dict, label_smoothing: float = 0.0):
+        """Binary cross-entropy with logits (the head's own for this problem type), with pos_weight when
+        --class-weights gave one."""
+        import torch
+
+        from tunelab.collate import model_inputs
+
+        inputs = model_inputs(batch)
+        weights = getattr(self, "loss_weights", None)
+        if weights is None:
+            return model(**inputs).loss
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits.float()
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights.to(logits.device))
+
+    # ------------------------------------------------------------ evaluation
+    def score(self, gathered, encoded, data: "TaskData") -> Scores:
+        logits, labels = in_row_order(gathered)
+        return score_sets(sigmoid(logits), labels.astype(int), data.label_names)
+
+    def checkpoint_config(self, scores: Scores) -> dict:
+        return {"label_thresholds": scores.details["thresholds"]}
+
+    # ------------------------------------------------------------ prediction
+    def thresholds(self, predictor) -> np.ndarray:
+        """--threshold when given, else the tuned ones stored in the checkpoint, else 0.5."""
+        names = predictor.label_names
+        if getattr(predictor, "threshold", None) is not None:
+            return np.full(len(names), predictor.threshold)
+        stored = getattr(predictor.model.config, "label_thresholds", None) or {}
+        return np.array([float(stored.get(n, 0.5)) for n in names])
+
+    def predict(self, predictor, inputs, pairs=None) -> list[LabelSet]:
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if isinstance(pairs, str):
+            pairs = [pairs]
+        probabilities = sigmoid(self.logits(predictor, inputs, pairs))
+        cut = self.thresholds(predictor)
+        names = predictor.label_names
+        out = []
+        for p in probabilities:
+            chosen = [i for i in np.argsort(-p) if p[i] >= cut[i]]
+            out.append(LabelSet([names[i] for i in chosen], {names[i]: float(p[i]) for i in chosen},
+                                {n: float(x) for n, x in zip(names, p)}))
+        return out
+
+    def evaluate(self, predictor, spec: "DataSpec", split: str) -> MultiLabelEvaluation:
+        from tunelab.data import Splits, limit_rows, read_split
+
+        frame, where, builtin = read_split(spec, split)
+        wanted = self.columns(spec, Splits("", frame, where, None, None, builtin))
+        frame = limit_rows(self.frame(frame, wanted, where, spec), spec.limit, spec.seed)
+        names = predictor.label_names
+        unknown = sorted({label for labels in frame["label"] for label in labels} - set(names))
+        if unknown:
+            raise TunelabError(f"label {few(unknown)} is not one the checkpoint knows ({few(names)}); check "
+                               "--label-column or evaluate on data with the same labels")
+        pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
+        probabilities = sigmoid(self.logits(predictor, frame["text"].astype(str).tolist(), pairs))
+        truth = np.array([multi_hot(labels, names) for labels in frame["label"]], dtype=int)
+        cut = self.thresholds(predictor)
+        metrics = set_metrics(probabilities >= 0.5, truth)
+        suffix = "_tuned" if getattr(predictor, "threshold", None) is None else f"_at_{predictor.threshold:g}"
+        metrics.update({f"{k}{suffix}": v for k, v in set_metrics(probabilities >= cut, truth).items()})
+        per_class = per_label(probabilities >= cut, truth, names)
+        return MultiLabelEvaluation(metrics, len(frame), names, per_class, dict(zip(names, map(float, cut))))
+
+    def render(self, predictor, inputs, predictions: list[LabelSet], output_format: str) -> str:
+        import csv
+        import io
+
+        pairs = inputs.pairs
+        rows = []
+        for i, (text, p) in enumerate(zip(inputs.items, predictions)):
+            row = {"text": text, **({"text_pair": pairs[i]} if pairs else {})}
+            rows.append({**row, **p.as_dict()})
+        if output_format == "jsonl":
+            return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        if output_format == "csv":
+            buffer = io.StringIO()
+            names = predictor.label_names
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["text"] + (["text_pair"] if pairs else []) + ["labels"] + [f"p_{n}" for n in names])
+            for row in rows:
+                writer.writerow([row["text"]] + ([row["text_pair"]] if pairs else []) + [",".join(row["labels"])]
+                                + [f"{row['probabilities'][n]:.6f}" for n in names])
+            return buffer.getvalue()
+        shown = [", ".join(f"{label} {p.scores[label]:.2f}" for label in p.labels) or "(none)" for p in predictions]
+        width = max(6, *(len(s) for s in shown))
+        lines = [f"{'labels':<{width}}  text"]
+        for row, labels in zip(rows, shown):
+            text = row["text"] if not pairs else f"{row['text']} || {row['text_pair']}"
+            lines.append(f"{labels:<{width}}  {text if len(text) <= 100 else text[:97] + '...'}")
+        return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- labels
+
+
+def label_column_names(spec: "DataSpec") -> list[str]:
+    return [c.strip() for c in (spec.label_columns or "").split(",") if c.strip()]
+
+
+def parse_label_sets(values: pd.Series, separator: str, where: str) -> list[list[str]]:
+    """Each row's label names: from a list, a JSON list (`[]` is a row with none of the labels), or a string
+    split on `separator`. An empty string is refused: it could mean no label or a missing one."""
+    out, empty, inside = [], [], []
+    for position, value in enumerate(values):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            labels = [str(v).strip() for v in value]
+        elif value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
+            empty.append(position + 1)
+            labels = []
+        elif str(value).strip().startswith("["):
+            text = str(value).strip()
+            try:
+                labels = [str(v).strip() for v in json.loads(text)]
+            except (json.JSONDecodeError, TypeError):
+                raise TunelabError(f"{where}, row {position + 1}: label {text[:60]!r} starts like a JSON list "
+                                   "but is not one; write [\"a\", \"b\"] or a, b") from None
+        else:
+            labels = str(value).split(separator)
+        inside += [(label, position + 1) for label in labels if separator in label]
+        out.append(sorted({label.strip() for label in labels if label.strip()}))
+    if empty:
+        raise TunelabError(f"{where}: {len(empty)} rows have an empty label (rows {few(empty, quote=False)}); multi-label "
+                           "data needs each row's labels: write [] for a row with none of the labels, or drop "
+                           "the rows whose labels are missing")
+    if inside:
+        label, row = inside[0]
+        raise TunelabError(f"{where}, row {row}: label '{label}' contains the separator '{separator}'; choose "
+                           "another --label-separator")
+    return out
+
+
+def zero_one_sets(frame: pd.DataFrame, flags: list[str], where: str) -> list[list[str]]:
+    """Label sets from several 0/1 columns (named by --label-columns)."""
+    values = {}
+    for flag in flags:
+        column = pd.to_numeric(frame[flag], errors="coerce")
+        bad = ~column.isin([0, 1])
+        if bad.any():
+            row = int(np.argmax(bad.to_numpy()))
+            raise TunelabError(f"--label-columns {flag[6:]} holds values other than 0 and 1 in {where} (row "
+                               f"{row + 1}: '{frame[flag].iloc[row]}', {int(bad.sum())} rows in all); name only "
+                               "columns that mark each label with 1 and its absence with 0")
+        values[flag[6:]] = column.astype(int).to_numpy()
+    names = list(values)
+    return [[n for n in names if values[n][i]] for i in range(len(frame))]
+
+
+def label_order(labels: set[str]) -> list[str]:
+    """Numbers in numeric order, names alphabetically."""
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def multi_hot(labels: list[str], names: list[str]) -> list[float]:
+    index = {n: i for i, n in enumerate(names)}
+    out = [0.0] * len(names)
+    for label in labels:
+        out[index[label]] = 1.0
+    return out
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def set_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Micro and macro F1 over labels, and subset accuracy (every label of the row right)."""
+    from sklearn.metrics import f1_score
+
+    return {"micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+            "subset_accuracy": float(np.mean(np.all(predicted == truth, axis=1)))}
+
+
+def per_label(predicted: np.ndarray, truth: np.ndarray, names: list[str]) -> dict:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    return {n: {"precision": float(p), "recall": float(r), "f1-score": float(f), "support": int(s)}
+            for n, p, r, f, s in zip(names, precision, recall, f1, support)}
+
+
+def tune_thresholds(probabilities: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per label, the threshold on a 0.05 grid that maximizes its F1 on these rows (ties: the one nearest
+    0.5), never below THRESHOLD_FLOOR; 0.5 for a label with no positive row."""
+    from sklearn.metrics import f1_score
+
+    chosen = np.full(truth.shape[1], 0.5)
+    for j in range(truth.shape[1]):
+        if truth[:, j].sum() == 0:
+            continue
+        best = None
+        for t in sorted(THRESHOLD_GRID[THRESHOLD_GRID >= THRESHOLD_FLOOR], key=lambda t: abs(t - 0.5)):
+            f1 = f1_score(truth[:, j], probabilities[:, j] >= t, zero_division=0)
+            if best is None or f1 > best + 1e-12:
+                best, chosen[j] = f1, t
+    return chosen
+
+
+def score_sets(probabilities: np.ndarray, truth: np.ndarray, names: list[str]) -> Scores:
+    """Metrics at 0.5 and at thresholds tuned on these rows; the per-label report at the tuned ones."""
+    thresholds = tune_thresholds(probabilities, truth)
+    metrics = set_metrics(probabilities >= 0.5, truth)
+    metrics.update({f"{k}_tuned": v for k, v in set_metrics(probabilities >= thresholds, truth).items()})
+    return Scores(metrics, {"per_class": per_label(probabilities >= thresholds, truth, names),
+                            "thresholds": dict(zip(names, map(float, thresholds)))})
