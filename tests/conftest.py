@@ -152,6 +152,15 @@ def trained_run(tmp_path_factory, tiny_bert):
     return train(config)
 
 
+def fails(args, capsys) -> str:
+    """Run the CLI expecting a refusal: exit 1, no traceback, one `error:` line, which is returned."""
+    code, out, err = run_cli([str(a) for a in args], capsys)
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     """Run the tunelab CLI in-process; return (exit code, stdout, stderr)."""
     from tunelab.cli import main

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FILLER, NEGATIVE, POSITIVE, run_cli
+from conftest import FILLER, NEGATIVE, POSITIVE, fails, run_cli
 from tunelab.data import DataSpec, load_task_data
 from tunelab.tasks.multi_label import score_sets, tune_thresholds
 
@@ -144,14 +144,6 @@ def test_evaluate_reports_both_thresholds_and_the_per_label_report(multi_run, ca
 
 
 # ---------------------------------------------------------------- bad input, one line each
-
-
-def fails(args, capsys) -> str:
-    code, out, err = run_cli([str(a) for a in args], capsys)
-    assert code == 1 and "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def train_args(data, model, tmp_path, *extra):

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import tunelab
-from conftest import ner_sentences, run_cli, write_conll
+from conftest import fails, ner_sentences, run_cli, write_conll
 from tunelab.errors import TunelabError
 from tunelab.tasks.schemes import detect_scheme, entities, to_iob2
 from tunelab.tasks.token_classification import encode_words, owners, score_tags, windows
@@ -246,14 +246,6 @@ def test_sweep_ranks_token_classification_trials_by_f1(ner_files, tiny_ner_bert,
 
 
 # ---------------------------------------------------------------- bad input, one line each
-
-
-def fails(args, capsys) -> str:
-    code, out, err = run_cli([str(a) for a in args], capsys)
-    assert code == 1 and "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def ner_args(data, model, tmp_path, *extra):
