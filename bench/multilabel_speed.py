@@ -1,0 +1,161 @@
+"""Multi-label classification (GoEmotions, 28 labels): tunelab against the transformers `run_classification.py`
+multi-label recipe, side by side.
+
+    python bench/multilabel_speed.py --data ../shared/data/goemotions --epochs 1
+
+The baseline is what users write today with transformers' examples/pytorch/text-classification/
+run_classification.py for multi-label data: labels as multi-hot float vectors, a
+`problem_type="multi_label_classification"` head (sigmoid + BCE), `Trainer` with its defaults (learning rate
+5e-5, random batches, no warm-up, no weight decay), a decision threshold of 0.5. Its padding is dynamic here
+(`DataCollatorWithPadding`): the script's own default pads every text to 128 pieces, which would be slower still.
+tunelab runs with its defaults. Both read the same rows through tunelab's reader, train the bundled MiniLM for
+the same epochs at batch 32 and are scored alike on the dev set (micro and macro F1, subset accuracy); tunelab
+also reports its figures at the per-label thresholds it tuned on that dev set. Each variant runs in its own
+process (for its own peak RSS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from common import forward_flops, matmul_peak_gflops, peak_rss_mb, print_table, run_child  # noqa: E402
+
+BATCH = 32
+
+
+def load(args):
+    from tunelab.data import DataSpec, load_task_data
+
+    return load_task_data(DataSpec(str(Path(args.data) / "train.tsv"), validation=str(Path(args.data) / "dev.tsv"),
+                                   label_column="labels", limit=args.limit, seed=args.seed))
+
+
+def run_trainer(args) -> dict:
+    import datasets
+    import numpy as np
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    from tunelab.modeling import bundled_model_dir
+    from tunelab.tasks.multi_label import set_metrics, sigmoid
+
+    data = load(args)
+    names = data.label_names
+    path = str(bundled_model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(names), problem_type="multi_label_classification", id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)})
+
+    def tokenize(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=128)
+        encoded["labels"] = [[float(v) for v in row] for row in batch["label"]]
+        return encoded
+
+    train = datasets.Dataset.from_pandas(data.train[["text", "label"]]).map(tokenize, batched=True,
+                                                                           remove_columns=["text", "label"])
+    dev = datasets.Dataset.from_pandas(data.validation[["text", "label"]]).map(tokenize, batched=True,
+                                                                              remove_columns=["text", "label"])
+    training_args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=BATCH, per_device_eval_batch_size=128,
+        num_train_epochs=args.epochs, seed=args.seed, eval_strategy="no", save_strategy="no", report_to="none",
+        logging_steps=50, use_cpu=True, disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=train,
+                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    predictions = trainer.predict(dev)
+    truth = np.array(data.validation["label"].tolist(), dtype=int)
+    metrics = set_metrics(sigmoid(predictions.predictions) >= 0.5, truth)
+    lengths = [len(x) for x in train["input_ids"]]
+    return summarize("Trainer, BCE, threshold 0.5 (run_classification.py)", model.config, lengths, args.epochs,
+                     seconds, metrics, output.metrics.get("train_samples_per_second"))
+
+
+def run_tunelab(args) -> dict:
+    import yaml
+    from transformers import AutoConfig
+
+    from tunelab.modeling import bundled_model_dir, load_tokenizer
+    from tunelab.train import TrainConfig, train
+
+    data = load(args)
+    config = TrainConfig(data=str(Path(args.data) / "train.tsv"), label_column="labels",
+                         output=tempfile.mkdtemp() + "/run", epochs=args.epochs, seed=args.seed, progress=False,
+                         batch_size=BATCH)
+    result = train(config, data=data)
+    batching = yaml.safe_load((result.run_dir / "config.yaml").read_text())["resolved"]["batching"]
+    tokenizer = load_tokenizer(str(bundled_model_dir()))
+    lengths = [len(x) for x in tokenizer(data.train["text"].tolist(), truncation=True, max_length=128)["input_ids"]]
+    seconds = len(data.train) * args.epochs / result.samples_per_second
+    return summarize(f"tunelab train, defaults ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()),
+                     lengths, args.epochs, seconds, result.best_metrics, result.samples_per_second)
+
+
+def summarize(name, config, lengths, epochs, seconds, metrics, reported_speed) -> dict:
+    flops = 3 * forward_flops(config, lengths) * epochs  # forward + backward = 3x forward
+    return {"variant": name, "rows": len(lengths) * epochs, "train_s": seconds,
+            "samples_per_s": len(lengths) * epochs / seconds, "reported_samples_per_s": reported_speed,
+            **metrics, "model_gflops": flops / seconds / 1e9, "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/goemotions")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--variant", choices=["trainer", "tunelab"])
+    parser.add_argument("--json", action="store_true", help="(set by the parent: print one JSON line)")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    if args.variant:
+        result = run_trainer(args) if args.variant == "trainer" else run_tunelab(args)
+        print(json.dumps(result))
+        return
+
+    import subprocess
+
+    import torch
+
+    peak = matmul_peak_gflops()
+    passed = ["--data", args.data, "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    if args.limit:
+        passed += ["--limit", str(args.limit)]
+    rows = [run_child(__file__, passed + ["--variant", v]) for v in ("trainer", "tunelab")]
+    for row in rows:
+        row["mfu"] = row["model_gflops"] / peak
+        row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout:
+        commit += " + uncommitted changes"
+    print(f"command: python bench/multilabel_speed.py {' '.join(sys.argv[1:])}")
+    print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
+          f"{rows[0]['rows'] // args.epochs} rows x {args.epochs} epoch(s) from {args.data}")
+    columns = [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"), ("speedup", "vs Trainer", ".2f"),
+               ("micro_f1", "micro F1 @0.5", ".4f"), ("macro_f1", "macro F1 @0.5", ".4f"),
+               ("subset_accuracy", "subset acc @0.5", ".4f"), ("micro_f1_tuned", "micro F1 tuned", ".4f"),
+               ("macro_f1_tuned", "macro F1 tuned", ".4f"), ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"),
+               ("peak_rss_mb", "peak RSS MB", ".0f")]
+    for row in rows:
+        for key, *_ in columns:
+            row.setdefault(key, float("nan"))
+    print_table(rows, columns)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"peak_gflops": peak, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
