@@ -271,3 +271,25 @@ def test_a_weights_file_with_an_unknown_label(sentiment_csv, tiny_bert, tmp_path
     line = fails(train_args(sentiment_csv, tiny_bert, tmp_path, "--class-weights", path), capsys)
     assert line == (f"error: --class-weights {path}: label 'neutral' is not in the data (labels: negative, "
                     "positive)")
+
+
+def test_serve_answers_label_sets_with_the_stored_or_given_threshold(multi_run, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from tunelab.serve import ServeConfig, create_app
+
+    result, _ = multi_run
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(result.best_dir, checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["label_thresholds"] = {"bad": 1.0, "good": 1.0}  # stored: nothing is ever on
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    text = f"{POSITIVE[0]} {NEGATIVE[0]} {FILLER[0]}"
+    with TestClient(create_app(ServeConfig(checkpoint=str(checkpoint)))) as client:
+        stored = client.post("/v1/classify", json={"texts": [text]}).json()["predictions"][0]
+    with TestClient(create_app(ServeConfig(checkpoint=str(checkpoint), threshold=0.0001))) as client:
+        given = client.post("/v1/classify", json={"texts": [text]}).json()["predictions"][0]
+    assert set(stored) == {"labels", "scores", "probabilities"} and set(stored["probabilities"]) == {"bad", "good"}
+    assert stored["labels"] == [] and sorted(given["labels"]) == ["bad", "good"]

@@ -43,6 +43,7 @@ class ServeConfig:
     timeout_s: float = 30.0
     backend: str = "auto"
     max_new_tokens_limit: int = 256
+    threshold: float | None = None  # multi-label: one decision threshold instead of the checkpoint's tuned ones
 
     def check(self) -> None:
         from tunelab.errors import collect
@@ -181,7 +182,7 @@ def create_app(config: ServeConfig, predictor=None, generator=None):
     from tunelab.predict import load
 
     config.check()
-    predictor = predictor or load(config.checkpoint, backend=config.backend)
+    predictor = predictor or load(config.checkpoint, backend=config.backend, threshold=config.threshold)
     if generator is None and config.generator:
         from tunelab.generate import load_generator
 

@@ -24,6 +24,7 @@ def serve(
     max_chars: int = typer.Option(5000, help="Characters per text (422 above)."),
     timeout: float = typer.Option(30.0, help="Seconds before a request gets 504."),
     backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx."),
+    threshold: Optional[float] = typer.Option(None, help="Multi-label: one decision threshold for every label, in (0, 1) (default: the tuned ones stored in the checkpoint)."),
 ) -> None:
     """Serve /v1/classify with dynamic batching, /v1/generate, /healthz, /metrics, /docs and a playground at /."""
     from tunelab.serve import ServeConfig, serve as run
@@ -31,4 +32,4 @@ def serve(
     run(ServeConfig(checkpoint=checkpoint, generator=generator, host=host, port=port,
                     api_key=api_key or os.environ.get("TUNELAB_API_KEY") or None, max_batch_size=max_batch_size,
                     max_wait_ms=max_wait_ms, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars,
-                    timeout_s=timeout, backend=backend))
+                    timeout_s=timeout, backend=backend, threshold=threshold))
