@@ -60,3 +60,43 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
     for row in rows:
         cells = [format(row[k], f) if isinstance(row.get(k), (int, float)) else str(row.get(k, "")) for k, _, f in columns]
         print(f"| {' | '.join(cells)} |")
+
+
+def add_side_by_side_options(parser, data: str) -> None:
+    """The options every Trainer-against-tunelab benchmark takes."""
+    parser.add_argument("--data", default=data)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--variant", choices=["trainer", "tunelab"])
+    parser.add_argument("--json", action="store_true", help="(set by the parent: print one JSON line)")
+    parser.add_argument("--out", help="also write the results as JSON here")
+
+
+def training_row(name, config, lengths, epochs, seconds, metrics, reported_speed) -> dict:
+    """One variant's result: speed, model FLOP/s (forward + backward = 3x forward), peak memory, its metrics."""
+    flops = 3 * forward_flops(config, lengths) * epochs
+    return {"variant": name, "rows": len(lengths) * epochs, "train_s": seconds,
+            "samples_per_s": len(lengths) * epochs / seconds, "reported_samples_per_s": reported_speed,
+            **metrics, "model_gflops": flops / seconds / 1e9, "peak_rss_mb": peak_rss_mb()}
+
+
+def commit_label() -> str:
+    """The short commit, marked when tracked files differ from it."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout:
+        commit += " + uncommitted changes"
+    return commit
+
+
+def side_by_side(script: str, args) -> tuple[list[dict], float]:
+    """Run the Trainer variant, then tunelab's, each in its own process; add MFU and the speed-up to each row."""
+    peak = matmul_peak_gflops()
+    passed = ["--data", args.data, "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    if args.limit:
+        passed += ["--limit", str(args.limit)]
+    rows = [run_child(script, passed + ["--variant", v]) for v in ("trainer", "tunelab")]
+    for row in rows:
+        row["mfu"] = row["model_gflops"] / peak
+        row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
+    return rows, peak

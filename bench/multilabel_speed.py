@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import forward_flops, matmul_peak_gflops, peak_rss_mb, print_table, run_child  # noqa: E402
+from common import add_side_by_side_options, commit_label, print_table, side_by_side, training_row  # noqa: E402
 
 BATCH = 32
 
@@ -79,7 +79,7 @@ def run_trainer(args) -> dict:
     truth = np.array(data.validation["label"].tolist(), dtype=int)
     metrics = set_metrics(sigmoid(predictions.predictions) >= 0.5, truth)
     lengths = [len(x) for x in train["input_ids"]]
-    return summarize("Trainer, BCE, threshold 0.5 (run_classification.py)", model.config, lengths, args.epochs,
+    return training_row("Trainer, BCE, threshold 0.5 (run_classification.py)", model.config, lengths, args.epochs,
                      seconds, metrics, output.metrics.get("train_samples_per_second"))
 
 
@@ -99,26 +99,13 @@ def run_tunelab(args) -> dict:
     tokenizer = load_tokenizer(str(bundled_model_dir()))
     lengths = [len(x) for x in tokenizer(data.train["text"].tolist(), truncation=True, max_length=128)["input_ids"]]
     seconds = len(data.train) * args.epochs / result.samples_per_second
-    return summarize(f"tunelab train, defaults ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()),
+    return training_row(f"tunelab train, defaults ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()),
                      lengths, args.epochs, seconds, result.best_metrics, result.samples_per_second)
-
-
-def summarize(name, config, lengths, epochs, seconds, metrics, reported_speed) -> dict:
-    flops = 3 * forward_flops(config, lengths) * epochs  # forward + backward = 3x forward
-    return {"variant": name, "rows": len(lengths) * epochs, "train_s": seconds,
-            "samples_per_s": len(lengths) * epochs / seconds, "reported_samples_per_s": reported_speed,
-            **metrics, "model_gflops": flops / seconds / 1e9, "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/goemotions")
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variant", choices=["trainer", "tunelab"])
-    parser.add_argument("--json", action="store_true", help="(set by the parent: print one JSON line)")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    add_side_by_side_options(parser, "../shared/data/goemotions")
     args = parser.parse_args()
 
     if args.variant:
@@ -126,21 +113,10 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    import subprocess
-
     import torch
 
-    peak = matmul_peak_gflops()
-    passed = ["--data", args.data, "--epochs", str(args.epochs), "--seed", str(args.seed)]
-    if args.limit:
-        passed += ["--limit", str(args.limit)]
-    rows = [run_child(__file__, passed + ["--variant", v]) for v in ("trainer", "tunelab")]
-    for row in rows:
-        row["mfu"] = row["model_gflops"] / peak
-        row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout:
-        commit += " + uncommitted changes"
+    rows, peak = side_by_side(__file__, args)
+    commit = commit_label()
     print(f"command: python bench/multilabel_speed.py {' '.join(sys.argv[1:])}")
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{rows[0]['rows'] // args.epochs} rows x {args.epochs} epoch(s) from {args.data}")

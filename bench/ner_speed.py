@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import forward_flops, matmul_peak_gflops, peak_rss_mb, print_table, run_child  # noqa: E402
+from common import add_side_by_side_options, commit_label, print_table, side_by_side, training_row  # noqa: E402
 
 HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0.01)
 
@@ -91,7 +91,7 @@ def run_trainer(args) -> dict:
     assert [len(g) for g in guess] == [len(t) for t in truth]
     metrics = score_tags(truth, guess).metrics
     lengths = [len(x) for x in train["input_ids"]]
-    return summarize("Trainer + DataCollatorForTokenClassification (run_ner.py)", model.config, lengths,
+    return training_row("Trainer + DataCollatorForTokenClassification (run_ner.py)", model.config, lengths,
                      args.epochs, seconds, metrics, output.metrics.get("train_samples_per_second"))
 
 
@@ -111,7 +111,7 @@ def run_tunelab(args) -> dict:
     lengths = [len(x) for x in load_lengths(data)]
     seconds = len(data.train) * args.epochs / result.samples_per_second
     metrics = {k: result.best_metrics[k] for k in ("f1", "precision", "recall", "accuracy")}
-    return summarize(f"tunelab train ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()), lengths, args.epochs,
+    return training_row(f"tunelab train ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()), lengths, args.epochs,
                      seconds, metrics, result.samples_per_second)
 
 
@@ -123,22 +123,9 @@ def load_lengths(data):
     return encode_words(tokenizer, data.train["tokens"].tolist(), 128, 32, None, True).features["input_ids"]
 
 
-def summarize(name, config, lengths, epochs, seconds, metrics, reported_speed) -> dict:
-    flops = 3 * forward_flops(config, lengths) * epochs  # forward + backward = 3x forward
-    return {"variant": name, "rows": len(lengths) * epochs, "train_s": seconds,
-            "samples_per_s": len(lengths) * epochs / seconds, "reported_samples_per_s": reported_speed,
-            **metrics, "model_gflops": flops / seconds / 1e9, "peak_rss_mb": peak_rss_mb()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/conll2003")
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variant", choices=["trainer", "tunelab"])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    add_side_by_side_options(parser, "../shared/data/conll2003")
     args = parser.parse_args()
 
     if args.variant:
@@ -146,21 +133,10 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    import subprocess
-
     import torch
 
-    peak = matmul_peak_gflops()
-    passed = ["--data", args.data, "--epochs", str(args.epochs), "--seed", str(args.seed)]
-    if args.limit:
-        passed += ["--limit", str(args.limit)]
-    rows = [run_child(__file__, passed + ["--variant", v]) for v in ("trainer", "tunelab")]
-    for row in rows:
-        row["mfu"] = row["model_gflops"] / peak
-        row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout:
-        commit += " + uncommitted changes"
+    rows, peak = side_by_side(__file__, args)
+    commit = commit_label()
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{rows[0]['rows'] // args.epochs} sentences x {args.epochs} epoch(s) from {args.data}")
     print_table(rows, [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),

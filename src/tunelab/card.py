@@ -35,6 +35,7 @@ class CardInfo:
     epoch: float | None
     per_class: dict = field(default_factory=dict)
     curves: tuple[str, ...] = ()  # image files beside the card
+    example: str = "What a great film!"  # the input the usage snippet shows (the task's)
 
 
 def base_model(model: str) -> str | None:
@@ -89,7 +90,7 @@ def render(info: CardInfo, name: str) -> str:
     body += [f"| --{k.replace('_', '-')} | {v} |" for k, v in shown.items()]
     if info.curves:
         body += ["", "## Training curves", ""] + [f"![{Path(c).stem}]({c})" for c in info.curves]
-    example = "Alice visited Paris." if info.pipeline_tag == "token-classification" else "What a great film!"
+    example = info.example
     body += ["", "## Use", "", "With transformers alone:", "", "```python", "from transformers import pipeline", "",
              f'model = pipeline("{info.pipeline_tag}", model="PATH_OR_HUB_ID")', f'print(model("{example}"))', "```",
              "", "With tunelab:", "", "```bash", f'tunelab predict PATH_OR_HUB_ID "{example}"', "```", ""]

@@ -48,6 +48,7 @@ class Task:
     action: str = "Predict"  # the playground's button
     column_options: tuple[str, ...] = ()  # the DataSpec fields it reads (stored with the checkpoint)
     problem_type: str | None = None  # a head config's problem_type that marks this task's checkpoints
+    example: str = "What a great film!"  # an input the model card's usage snippet shows
     thresholded: bool = False  # predictions are labels over a decision threshold (--threshold applies)
     packs: bool = False  # labeled per token, so training rows may be packed end to end (--batching packed)
 

@@ -95,6 +95,7 @@ class TokenClassificationTask(Task):
     action = "Find entities"
     column_options = ("tokens_column", "tags_column", "tag_column")
     packs = True
+    example = "Alice visited Paris."
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:

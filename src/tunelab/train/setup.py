@@ -177,7 +177,7 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
                     train_rows=len(s.data.train), validation_rows=len(s.data.validation),
                     label_counts=s.label_counts, options=options, metrics=metrics, step=step,
                     epoch=round(step / s.steps_per_epoch, 2), per_class=per_class or {},
-                    curves=tuple(p.name for p in curves))
+                    curves=tuple(p.name for p in curves), example=s.task.example)
     return render(info, run_dir.name)
 
 
