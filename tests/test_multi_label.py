@@ -293,3 +293,16 @@ def test_serve_answers_label_sets_with_the_stored_or_given_threshold(multi_run, 
         given = client.post("/v1/classify", json={"texts": [text]}).json()["predictions"][0]
     assert set(stored) == {"labels", "scores", "probabilities"} and set(stored["probabilities"]) == {"bad", "good"}
     assert stored["labels"] == [] and sorted(given["labels"]) == ["bad", "good"]
+
+
+def test_bad_class_weights_and_label_options_are_one_line(sentiment_csv, tiny_bert, tmp_path, capsys):
+    line = fails(train_args(sentiment_csv, tiny_bert, tmp_path, "--class-weights", tmp_path / "none.json"), capsys)
+    assert line == (f"error: --class-weights must be none, balanced or a JSON file of label: weight; "
+                    f"{tmp_path / 'none.json'} is not a file")
+    path = _weights(tmp_path, {"positive": -1})
+    line = fails(train_args(sentiment_csv, tiny_bert, tmp_path, "--class-weights", path), capsys)
+    assert line == f"error: --class-weights {path}: the weight of 'positive' must be a positive number, got -1"
+    line = fails(train_args(sentiment_csv, tiny_bert, tmp_path, "--label-columns", "a,b", "--task",
+                            "classification"), capsys)
+    assert line == ("error: --label-columns marks multi-label data; drop it or use --task multi-label, not "
+                    "classification")

@@ -305,3 +305,21 @@ def test_evaluate_and_predict_show_progress_on_a_terminal_only(trained_run, tmp_
         assert code == 0 and "rows/s" not in out + err and "%|" not in out + err
         code, out, shown = run_tunelab(args + ["--no-progress"], terminal=True)
         assert code == 0 and "rows/s" not in shown and "%|" not in shown
+
+
+def test_bad_input_to_push_runs_and_compare_is_one_line(tracked, tmp_path, capsys):
+    from conftest import fails
+
+    result, _, _ = tracked
+    assert fails(["push", result.best_dir, "--repo", "tiny", "--dry-run"], capsys) == (
+        "error: --repo tiny: expected a Hub repository as user/name (or organization/name)")
+    assert fails(["runs", tmp_path / "nowhere"], capsys) == (
+        f"error: runs folder not found: {tmp_path / 'nowhere'}; pass the folder your runs are in (default runs/)")
+    assert fails(["runs", result.run_dir.parent, "--sort", "speed"], capsys) == (
+        "error: --sort speed: not a column; use one of name, task, data, model, metric, best, best_step, steps, "
+        "seconds, samples_per_s, status")
+    assert fails(["compare", result.run_dir], capsys) == "error: compare needs at least two run folders"
+    assert fails(["compare", result.run_dir, result.best_dir], capsys) == (
+        f"error: {result.best_dir} is not a tunelab run (no config.yaml); pass run folders, not checkpoints")
+    assert fails(["compare", result.run_dir, result.run_dir, "--metric", "pearson"], capsys) == (
+        "error: no run here reports pearson; use --metric with one they report")
