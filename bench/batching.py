@@ -50,7 +50,7 @@ def main() -> None:
 
         def run(group, cut) -> tuple[int, int, int]:
             """Tokenize, cut, pad, forward; return (batches, padded tokens, real tokens)."""
-            encoded = encode(predictor.tokenizer, group, None, predictor.max_length, via_datasets=False)
+            encoded = encode(predictor.tokenizer, group, None, predictor.max_length)
             lengths = encoded.lengths
             count = padded = 0
             for indices in cut(lengths):

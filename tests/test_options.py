@@ -50,7 +50,8 @@ def test_sweepable_options_come_from_the_dataclass():
 
     assert sweepable() == {"epochs": "epochs", "batch_size": "batch-sizes", "learning_rate": "learning-rates",
                            "weight_decay": "weight-decays", "warmup_steps": "warmup-steps",
-                           "lr_scheduler": "lr-schedulers", "label_smoothing": "label-smoothings"}
+                           "lr_scheduler": "lr-schedulers", "label_smoothing": "label-smoothings",
+                           "class_weights": "class-weights-list", "long_text": "long-texts"}
 
 
 def test_every_task_default_metric_is_higher_is_better():

@@ -114,3 +114,17 @@ def test_bayes_sweep_over_batch_sizes(sentiment_csv, tiny_bert, tmp_path, capsys
         summary = __import__("json").loads((tmp_path / "b" / "trials" / f"trial-{int(row['trial']):03d}" /
                                             "summary.json").read_text())
         assert summary["steps"] == {"8": 14, "16": 7}[row["batch_size"]]
+
+
+def test_sweep_over_class_weights_and_long_text(sentiment_csv, tiny_bert, tmp_path, capsys):
+    code, out, err = run_cli(["sweep", "--study", tmp_path / "s", "--data", sentiment_csv, "--model", tiny_bert,
+                              "--epochs", "1", "--learning-rates", "3e-3", "--warmup-steps", "0", "--weight-decays", "0", "--class-weights-list", "none,balanced",
+                              "--long-texts", "windows,truncate"], capsys)
+    assert code == 0, err
+    rows = read_table(tmp_path / "s" / "results.csv")
+    assert sorted((r["class_weights"], r["long_text"]) for r in rows) == [
+        ("balanced", "truncate"), ("balanced", "windows"), ("none", "truncate"), ("none", "windows")]
+    resolved = sorted((c["class_weights"], c["resolved"]["long_text"], "class_weights" in c["resolved"])
+                      for c in (yaml.safe_load(p.read_text()) for p in (tmp_path / "s" / "trials").glob("*/config.yaml")))
+    assert resolved == [("balanced", "truncate", True), ("balanced", "windows", True), ("none", "truncate", False),
+                        ("none", "windows", False)]

@@ -1,20 +1,25 @@
 """Tokenize frames once, then batch them with dynamic padding.
 
-Rows are tokenized with the fast tokenizer through `datasets.map(batched=True)`
-and kept unpadded; each batch is padded to its own longest row. Training
-batches are grouped by length so that little padding is computed at all.
+Rows are tokenized with the fast tokenizer in batches and kept unpadded (long
+documents are counted, and cut or split into windows: long_text.py); each batch
+is padded to its own longest row. Training batches are grouped by length so that
+little padding is computed at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    from tunelab.long_text import Lengths
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class Encoded:
     features: dict[str, list[list[int]]]
     labels: list | None
     meta: list | None = None  # what a task keeps per row to map outputs back (token classification: windows)
+    documents: list[int] | None = None  # the document each row is a window of (--long-text windows), else None
+    long: "Lengths | None" = None  # how many documents were longer than the window, and by how much
 
     def __len__(self) -> int:
         return len(self.features["input_ids"])
@@ -64,6 +71,18 @@ class Encoded:
         row[ROW_INDEX] = index
         return row
 
+    def cut(self) -> "Encoded":
+        """Each document's first window alone: its rows cut to the window, as --long-text truncate reads them."""
+        from tunelab.long_text import first_rows
+
+        if self.documents is None:
+            return self
+        keep = first_rows(self.documents)
+        labels = [self.labels[i] for i in keep] if self.labels is not None else None
+        long = dataclasses.replace(self.long, mode="truncate") if self.long is not None else None
+        return Encoded({name: [values[i] for i in keep] for name, values in self.features.items()}, labels,
+                       long=long)
+
 
 def encode(
     tokenizer,
@@ -71,40 +90,41 @@ def encode(
     text_pairs: Sequence[str] | None,
     max_length: int,
     labels: Sequence | None = None,
-    via_datasets: bool = True,
+    stride: int = 0,
+    windows: bool = False,
 ) -> Encoded:
-    """Tokenize rows (pairs produce token_type_ids) through datasets.map(batched=True).
+    """Tokenize rows (pairs produce token_type_ids) with the fast tokenizer, in batches of 1,000.
 
-    `via_datasets=False` calls the fast tokenizer directly: for prediction, where the
-    datasets round trip (tens of milliseconds) would dominate small requests.
+    Rows longer than `max_length` pieces are counted (`Encoded.long`) and cut, or with `windows` split into
+    windows sharing `stride` pieces, each with its document's label (`Encoded.documents` says whose).
     """
+    from tunelab.long_text import Lengths, tokenize
+
+    texts = list(texts)
+    pairs = list(text_pairs) if text_pairs is not None else None
+    features: dict[str, list[list[int]]] = {"input_ids": []}
+    documents: list[int] = []
+    lengths = Lengths(len(texts), max_length, "windows" if windows else "truncate")
+    for start in range(0, len(texts), 1000):
+        chunk = tokenize(tokenizer, texts[start:start + 1000], pairs[start:start + 1000] if pairs else None,
+                         max_length, stride, windows, MODEL_INPUTS)
+        for name, values in chunk.features.items():
+            features.setdefault(name, []).extend(values)
+        documents.extend(start + d for d in (chunk.documents or range(len(chunk.features["input_ids"]))))
+        lengths.excess.extend(chunk.lengths.excess)
+        lengths.stride = chunk.lengths.stride  # as clamped to the window
     labels = list(labels) if labels is not None else None
-    if not via_datasets:
-        out = tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, truncation=True,
-                        max_length=max_length, padding=False)
-        return Encoded({name: out[name] for name in MODEL_INPUTS if name in out}, labels)
-    import datasets
-
-    columns = {"text": list(texts)}
-    if text_pairs is not None:
-        columns["text_pair"] = list(text_pairs)
-    ds = datasets.Dataset.from_dict(columns)
-
-    def tokenize(batch: dict) -> dict:
-        return tokenizer(
-            batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length, padding=False
-        )
-
-    # In memory only: these frames are small, and a cache file per run would pile up.
-    ds = ds.map(tokenize, batched=True, batch_size=1000, remove_columns=list(columns), keep_in_memory=True)
-    features = {name: ds[name] for name in MODEL_INPUTS if name in ds.column_names}
-    return Encoded(features, labels)
+    if not windows:
+        return Encoded(features, labels, long=lengths)
+    if labels is not None:
+        labels = [labels[d] for d in documents]
+    return Encoded(features, labels, documents=documents, long=lengths)
 
 
-def encode_frame(tokenizer, frame: pd.DataFrame, max_length: int) -> Encoded:
+def encode_frame(tokenizer, frame: pd.DataFrame, max_length: int, stride: int = 0, windows: bool = False) -> Encoded:
     pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
     labels = frame["label"].tolist() if "label" in frame else None
-    return encode(tokenizer, frame["text"].astype(str).tolist(), pairs, max_length, labels)
+    return encode(tokenizer, frame["text"].astype(str).tolist(), pairs, max_length, labels, stride, windows)
 
 
 @dataclass

@@ -53,6 +53,11 @@ def evaluate(
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
     typer.echo(f"{result.rows} rows")
+    long = getattr(result, "long", None)
+    if long and long["long_rows"]:
+        how = "read in windows" if long["long_text"] == "windows" else "cut (the checkpoint truncates)"
+        typer.echo(f"{long['long_rows']} rows longer than {long['max_length']} pieces (longest {long['longest']}): "
+                   f"{how}")
     if picture is not None:
         typer.echo(f"confusion matrix plot: {picture}")
     for name, value in result.metrics.items():

@@ -32,6 +32,7 @@ class Settings:
     columns: dict[str, Any] = field(default_factory=dict)  # DataSpec column options
     max_length: int | None = None
     stride: int = 32
+    long_text: str = "truncate"  # windows or truncate: how rows longer than max_length are read (--long-text)
     info: dict[str, Any] = field(default_factory=dict)  # what the task found (a tag scheme, ...)
 
 
@@ -51,6 +52,7 @@ class Task:
     example: str = "What a great film!"  # an input the model card's usage snippet shows
     thresholded: bool = False  # predictions are labels over a decision threshold (--threshold applies)
     packs: bool = False  # labeled per token, so training rows may be packed end to end (--batching packed)
+    long_text: bool = False  # labeled per text, so long texts may be cut or read in windows (--long-text)
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:

@@ -14,6 +14,7 @@ from tunelab.tasks.base import Scores, Settings, Task, check_texts, in_row_order
 
 if TYPE_CHECKING:
     from tunelab.data import DataSpec, Splits, TaskData
+    from tunelab.long_text import Lengths
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Evaluation:
     label_names: list[str] | None
     per_class: dict
     confusion_matrix: list[list[int]]
+    long: dict | None = None  # how many rows were longer than the window (long_text.Lengths.as_dict)
 
     @property
     def confusion_labels(self) -> list[str] | None:
@@ -47,7 +49,7 @@ class Evaluation:
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "metrics": self.metrics, "label_names": self.label_names,
-                "per_class": self.per_class, "confusion_matrix": self.confusion_matrix}
+                "per_class": self.per_class, "confusion_matrix": self.confusion_matrix, "long": self.long}
 
 
 class ClassificationTask(Task):
@@ -61,6 +63,7 @@ class ClassificationTask(Task):
     column_options = ("text_column", "text_pair_column", "label_column")
 
     action = "Classify"
+    long_text = True
 
     def __init__(self, regression: bool = False):
         self.regression = regression
@@ -187,9 +190,20 @@ class ClassificationTask(Task):
 
     # ------------------------------------------------------------ batches
     def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool, label_names=None):
+        """Tokenized rows; documents longer than settings.max_length are cut or read in windows. On the
+        training rows --long-text auto is resolved (and stored in `settings`) from how many are long."""
         from tunelab.collate import encode_frame
+        from tunelab.long_text import report, resolve
 
-        return encode_frame(tokenizer, frame, settings.max_length)
+        pairs = "text_pair" in frame
+        mode = settings.long_text
+        encoded = encode_frame(tokenizer, frame, settings.max_length, settings.stride,
+                               windows=mode == "windows" or (mode == "auto" and not pairs))
+        if mode == "auto":
+            settings.long_text = mode = resolve(mode, encoded.long, pairs)
+            encoded = encoded.cut() if mode == "truncate" else encoded
+        report(encoded.long, "training rows" if training else "validation rows")
+        return encoded
 
     def collator(self, tokenizer, data: "TaskData | None" = None):
         from tunelab.collate import Collator
@@ -223,26 +237,58 @@ class ClassificationTask(Task):
     def score(self, gathered, encoded, data: "TaskData") -> Scores:
         from tunelab.metrics import compute_metrics, report
 
-        logits, labels = in_row_order(gathered)
+        logits, labels = self.by_document(gathered, encoded)
         metrics = compute_metrics(logits, labels, data.num_labels)
         details = {} if data.is_regression else report(logits.argmax(-1), labels, data.label_names)
         if details:
             details["confusion_labels"] = data.label_names
         return Scores(metrics, details)
 
+    def by_document(self, gathered, encoded) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and labels per document, in row order: windows combined (`combine`) when rows are windows."""
+        from tunelab.long_text import first_rows
+
+        logits, labels = in_row_order(gathered)
+        if encoded.documents is None:
+            return logits, labels
+        return self.combine(logits, encoded.documents), labels[first_rows(encoded.documents)]
+
+    def combine(self, logits: np.ndarray, documents) -> np.ndarray:
+        """A document's logits from its windows': the log of their mean probabilities (so that softmax gives
+        that mean), or for regression their mean score."""
+        from tunelab.long_text import window_mean
+
+        if logits.shape[-1] == 1:
+            return window_mean(logits, documents)
+        exp = np.exp(logits - logits.max(-1, keepdims=True))
+        return np.log(np.maximum(window_mean(exp / exp.sum(-1, keepdims=True), documents), 1e-12))
+
     # ------------------------------------------------------------ prediction
     def logits(self, predictor, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> np.ndarray:
-        """Raw logits in input order."""
+        """Raw logits in input order (a long document's: from its windows when the checkpoint reads windows)."""
+        return self.document_logits(predictor, texts, text_pairs)[0]
+
+    def document_logits(self, predictor, texts: Sequence[str],
+                        text_pairs: Sequence[str] | None = None) -> tuple[np.ndarray, "Lengths"]:
+        """Logits in input order, and how many inputs were longer than the window (reported in the log)."""
         from tunelab.collate import encode
+        from tunelab.long_text import Lengths, report
 
         texts = list(texts)
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise TunelabError(f"{len(texts)} texts but {len(text_pairs)} pair texts; give one pair text per text")
         check_texts(texts)
         if not texts:
-            return np.zeros((0, predictor.model.config.num_labels), dtype=np.float32)
-        encoded = encode(predictor.tokenizer, texts, text_pairs, predictor.max_length, via_datasets=False)
-        return np.stack(predictor.run(encoded))
+            return np.zeros((0, predictor.model.config.num_labels), dtype=np.float32), Lengths(0, predictor.max_length)
+        settings = predictor.settings
+        windows = settings.long_text == "windows" and text_pairs is None
+        encoded = encode(predictor.tokenizer, texts, text_pairs, predictor.max_length, stride=settings.stride,
+                         windows=windows)
+        report(encoded.long, "inputs")
+        logits = np.stack(predictor.run(encoded))
+        if windows:
+            logits = self.combine(logits, encoded.documents)
+        return logits, encoded.long
 
     def predict(self, predictor, inputs, pairs=None) -> list[Prediction]:
         """Label name, its probability and all probabilities, for each text (or pair)."""
@@ -269,17 +315,18 @@ class ClassificationTask(Task):
         wanted = self.columns(spec, Splits("", frame, where, None, None, builtin))
         frame = limit_rows(self.frame(frame, wanted, where), spec.limit, spec.seed)
         pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
-        logits = self.logits(predictor, frame["text"].astype(str).tolist(), pairs)
+        logits, lengths = self.document_logits(predictor, frame["text"].astype(str).tolist(), pairs)
         num_labels = predictor.model.config.num_labels
         if num_labels == 1:
             try:
                 labels = frame["label"].astype(float).to_numpy()
             except ValueError:
                 raise TunelabError("this checkpoint predicts scores, but the labels are not numbers") from None
-            return Evaluation(compute_metrics(logits, labels, 1), len(frame), None, {}, [])
+            return Evaluation(compute_metrics(logits, labels, 1), len(frame), None, {}, [], lengths.as_dict())
         labels = label_ids(predictor, frame["label"])
         details = report(logits.argmax(-1), labels, predictor.label_names)
-        return Evaluation(compute_metrics(logits, labels, num_labels), len(frame), predictor.label_names, **details)
+        return Evaluation(compute_metrics(logits, labels, num_labels), len(frame), predictor.label_names, **details,
+                          long=lengths.as_dict())
 
 
     def render(self, predictor, inputs, predictions, output_format: str) -> str:

@@ -54,6 +54,7 @@ class MultiLabelEvaluation:
     per_class: dict
     thresholds: dict[str, float]
     confusion_matrix: list | None = None  # one matrix per label would say less than the per-label report
+    long: dict | None = None  # how many rows were longer than the window (long_text.Lengths.as_dict)
 
     @property
     def confusion_labels(self) -> None:
@@ -61,7 +62,7 @@ class MultiLabelEvaluation:
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "metrics": self.metrics, "label_names": self.label_names,
-                "per_class": self.per_class, "thresholds": self.thresholds}
+                "per_class": self.per_class, "thresholds": self.thresholds, "long": self.long}
 
 
 class MultiLabelTask(ClassificationTask):
@@ -196,8 +197,16 @@ class MultiLabelTask(ClassificationTask):
 
     # ------------------------------------------------------------ evaluation
     def score(self, gathered, encoded, data: "TaskData") -> Scores:
-        logits, labels = in_row_order(gathered)
+        logits, labels = self.by_document(gathered, encoded)
         return score_sets(sigmoid(logits), labels.astype(int), data.label_names)
+
+    def combine(self, logits: np.ndarray, documents) -> np.ndarray:
+        """A document's logits from its windows': the logit of their mean probability per label (so that the
+        sigmoid gives that mean)."""
+        from tunelab.long_text import window_mean
+
+        mean = np.clip(window_mean(sigmoid(logits), documents), 1e-7, 1 - 1e-7)
+        return np.log(mean) - np.log1p(-mean)
 
     def checkpoint_config(self, scores: Scores) -> dict:
         return {"label_thresholds": scores.details["thresholds"]}
@@ -238,14 +247,16 @@ class MultiLabelTask(ClassificationTask):
             raise TunelabError(f"label {few(unknown)} is not one the checkpoint knows ({few(names)}); check "
                                "--label-column or evaluate on data with the same labels")
         pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
-        probabilities = sigmoid(self.logits(predictor, frame["text"].astype(str).tolist(), pairs))
+        logits, lengths = self.document_logits(predictor, frame["text"].astype(str).tolist(), pairs)
+        probabilities = sigmoid(logits)
         truth = np.array([multi_hot(labels, names) for labels in frame["label"]], dtype=int)
         cut = self.thresholds(predictor)
         metrics = set_metrics(probabilities >= 0.5, truth)
         suffix = "_tuned" if getattr(predictor, "threshold", None) is None else f"_at_{predictor.threshold:g}"
         metrics.update({f"{k}{suffix}": v for k, v in set_metrics(probabilities >= cut, truth).items()})
         per_class = per_label(probabilities >= cut, truth, names)
-        return MultiLabelEvaluation(metrics, len(frame), names, per_class, dict(zip(names, map(float, cut))))
+        return MultiLabelEvaluation(metrics, len(frame), names, per_class, dict(zip(names, map(float, cut))),
+                                    long=lengths.as_dict())
 
     def render(self, predictor, inputs, predictions: list[LabelSet], output_format: str) -> str:
         import csv

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import TunelabError, collect
+from tunelab.long_text import LONG_TEXT
 from tunelab.modeling import DEFAULT_MODEL
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -59,8 +60,12 @@ class TrainConfig:
     validation_fraction: float = option(0.1, "Share split off (stratified) when there is no validation data.")
     limit: int | None = option(None, "Use at most N training rows (quick runs).")
     max_length: int = option(128, "Longest input in tokenizer pieces (clamped to the model's limit).")
-    stride: int = option(32, "Token classification: pieces shared by consecutive windows of a sentence longer "
-                         "than --max-length (at most half a window).")
+    stride: int = option(32, "Pieces shared by consecutive windows of a text longer than --max-length (token "
+                         "classification; classification with --long-text windows), at most half a window.")
+    long_text: str = option("auto", "Classification: texts longer than --max-length are read whole in overlapping "
+                            "windows (each with the text's label; a text's probabilities are its windows' mean) or "
+                            "cut (truncate). auto: windows when more than 3% of the training texts are long. "
+                            "Stored with the checkpoint.", sweep="long-texts")
     epochs: int = option(3, "Training epochs.", sweep="epochs")
     max_steps: int | None = option(None, "Stop after N optimizer steps.")
     batch_size: int = option(32, "Training batch size per process.", sweep="batch-sizes")
@@ -79,7 +84,7 @@ class TrainConfig:
     max_grad_norm: float = option(1.0, "Gradient clipping norm (0 disables).")
     class_weights: str = option("none", "Weigh the loss by label: none, balanced (single-label: n / (classes x "
                                 "count); multi-label: each label's negatives / positives as BCE pos_weight), or a "
-                                "JSON file of label: weight.")
+                                "JSON file of label: weight.", sweep="class-weights-list")
     label_smoothing: float = option(0.0, "Classification: train against labels smoothed by this share (0.1 is "
                                     "common; 0 disables).", sweep="label-smoothings")
     seed: int = option(42, "Random seed.")
@@ -146,6 +151,8 @@ class TrainConfig:
                             f"{self.class_weights} is not a file")
         if self.batching not in BATCHING:
             problems.append(f"--batching must be one of {', '.join(BATCHING)}, got '{self.batching}'")
+        if self.long_text not in LONG_TEXT:
+            problems.append(f"--long-text must be one of {', '.join(LONG_TEXT)}, got '{self.long_text}'")
         try:
             from tunelab.tracking import check_installed, parse_report_to
 

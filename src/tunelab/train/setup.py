@@ -81,6 +81,11 @@ def setup(config, accelerator, data=None) -> Setup:
     max_length = effective_max_length(tokenizer, model.config, config.max_length)
     settings = task.settings(spec, max_length, min(config.stride, max_length // 2), data)
     settings.info["label_all_tokens"] = config.label_all_tokens
+    if config.long_text != "auto" and not task.long_text:
+        raise TunelabError(f"--long-text applies to classification; {data.task} reads every sentence whole, in "
+                           "windows of --max-length pieces sharing --stride: drop --long-text")
+    # auto is resolved on the training rows by the task's encode; tasks without the option read in windows.
+    settings.long_text = config.long_text if task.long_text else "windows"
 
     collator = task.collator(tokenizer, data)
     train_encoded = task.encode(tokenizer, data.train, settings, training=True, label_names=data.label_names)
@@ -145,6 +150,7 @@ def run_record(s: Setup, run_dir: Path) -> dict:
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
                 "num_processes": s.accelerator.num_processes, "batching": s.batching,
+                "long_text": s.settings.long_text,
                 **s.data.info}
     return {**dataclasses.asdict(s.config), "output": str(run_dir), "resolved": resolved}
 
@@ -172,7 +178,8 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
 
     if s.label_counts is None:  # counted once per run
         s.label_counts = s.task.label_counts(s.data)
-    options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching}
+    options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching,
+               "long_text": s.settings.long_text}
     info = CardInfo(model=s.config.model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
                     train_rows=len(s.data.train), validation_rows=len(s.data.validation),
                     label_counts=s.label_counts, options=options, metrics=metrics, step=step,
