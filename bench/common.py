@@ -68,7 +68,7 @@ def add_side_by_side_options(parser, data: str) -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variant", choices=["trainer", "tunelab"])
+    parser.add_argument("--variant", choices=["trainer", "trainer-padded", "tunelab"])
     parser.add_argument("--json", action="store_true", help="(set by the parent: print one JSON line)")
     parser.add_argument("--out", help="also write the results as JSON here")
 
@@ -89,13 +89,14 @@ def commit_label() -> str:
     return commit
 
 
-def side_by_side(script: str, args) -> tuple[list[dict], float]:
-    """Run the Trainer variant, then tunelab's, each in its own process; add MFU and the speed-up to each row."""
+def side_by_side(script: str, args, variants: tuple[str, ...] = ("trainer", "tunelab")) -> tuple[list[dict], float]:
+    """Run the variants (the baseline first), each in its own process; add MFU and the speed-up over the first
+    to each row."""
     peak = matmul_peak_gflops()
     passed = ["--data", args.data, "--epochs", str(args.epochs), "--seed", str(args.seed)]
     if args.limit:
         passed += ["--limit", str(args.limit)]
-    rows = [run_child(script, passed + ["--variant", v]) for v in ("trainer", "tunelab")]
+    rows = [run_child(script, passed + ["--variant", v]) for v in variants]
     for row in rows:
         row["mfu"] = row["model_gflops"] / peak
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]

@@ -103,3 +103,41 @@ def test_the_installed_command_gives_usage_errors_without_a_traceback(args, expe
     done = subprocess.run([str(command), *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert "Traceback" not in done.stderr and done.stderr.strip().splitlines()[-1] == expected
+
+
+def test_default_learning_rates_follow_the_width_and_the_given_ones_win():
+    from types import SimpleNamespace
+
+    from tunelab.train import TrainConfig
+    from tunelab.train.optim import learning_rates
+
+    def width(hidden):
+        return SimpleNamespace(hidden_size=hidden)
+
+    assert learning_rates(TrainConfig(), width(384)) == (1e-4, 1e-3)  # MiniLM
+    assert learning_rates(TrainConfig(), width(768)) == (5e-5, 1e-3)  # base models: the usual 5e-5
+    assert learning_rates(TrainConfig(), width(1024)) == (3.75e-5, 1e-3)
+    assert learning_rates(TrainConfig(), width(32)) == (1e-3, 1e-3)  # kept within [1e-5, 1e-3]
+    assert learning_rates(TrainConfig(), SimpleNamespace(n_embd=576)) == (6.67e-5, 1e-3)  # GPT-2-style configs
+    assert learning_rates(TrainConfig(learning_rate=2e-5), width(384)) == (2e-5, 1e-3)
+    assert learning_rates(TrainConfig(learning_rate=3e-3), width(384)) == (3e-3, 3e-3)  # never below the encoder
+    assert learning_rates(TrainConfig(learning_rate=2e-5, head_learning_rate=5e-4), width(384)) == (2e-5, 5e-4)
+
+
+def test_a_run_starts_by_printing_the_hyperparameters_it_resolved(sentiment_csv, tiny_bert, tmp_path, caplog):
+    import logging
+
+    import yaml
+
+    from tunelab.train import TrainConfig, train
+
+    with caplog.at_level(logging.INFO):
+        run = train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(tmp_path / "run"), epochs=2,
+                                progress=False))
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
+    assert line == (f"training {tiny_bert} (classification) on 108 rows: learning rate 0.001 (default for hidden "
+                    "size 32), head 0.001, linear schedule after 1 warm-up steps, batch 32, 2 epochs (8 steps), "
+                    "weight decay 0.01, clipping 1, evaluation every epoch, grouped batches, max length 64 "
+                    "(truncate for longer texts)")
+    resolved = yaml.safe_load((run.run_dir / "config.yaml").read_text())["resolved"]
+    assert (resolved["learning_rate"], resolved["head_learning_rate"]) == (0.001, 0.001)

@@ -70,9 +70,11 @@ class TrainConfig:
     max_steps: int | None = option(None, "Stop after N optimizer steps.")
     batch_size: int = option(32, "Training batch size per process.", sweep="batch-sizes")
     eval_batch_size: int = option(128, "Evaluation batch size.")
-    learning_rate: float = option(5e-5, "Peak learning rate (AdamW).", flags=("--lr",), sweep="learning-rates")
-    head_learning_rate: float | None = option(None, "Learning rate of the head and pooler (default: "
-                                              "--learning-rate).")
+    learning_rate: float | None = option(None, "Peak learning rate of the encoder (AdamW). Default: 5e-5 x 768 / "
+                                         "the model's hidden size (MiniLM: 1e-4; base models: 5e-5).",
+                                         flags=("--lr",), sweep="learning-rates")
+    head_learning_rate: float | None = option(None, "Peak learning rate of the head and pooler (default 1e-3: "
+                                              "they start from random weights).")
     layer_decay: float = option(1.0, "Layer-wise learning-rate decay: each layer below the top trains at this "
                                 "times the rate of the one above (0.8 is common; 1 disables).")
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm).", sweep="weight-decays")
@@ -136,7 +138,7 @@ class TrainConfig:
             problems.append(f"--head-learning-rate must be positive, got {self.head_learning_rate}")
         if not 0 < self.layer_decay <= 1:
             problems.append(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and self.learning_rate <= 0:
             problems.append(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:
             problems.append(f"--weight-decay must not be negative, got {self.weight_decay}")

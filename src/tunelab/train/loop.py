@@ -24,7 +24,7 @@ from tunelab.metrics import is_better
 from tunelab.train.config import TrainConfig, check_mixed_precision
 from tunelab.train.optim import clip_gradients, rate_now
 from tunelab import tracking
-from tunelab.train.setup import Setup, checkpoint_info, configure_threads, model_card, run_record, setup, start_run_folder
+from tunelab.train.setup import Setup, checkpoint_info, configure_threads, describe, model_card, run_record, setup, start_run_folder
 from tunelab.train.state import STATE_DIR, TrainState, check_state_processes, restore, save_state
 
 logger = logging.getLogger(__name__)
@@ -152,8 +152,7 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
     elif accelerator.is_main_process:
         start_run_folder(s, run_dir)
     tracking.start(accelerator, run_record(s, run_dir))
-    logger.info("training %s (%s) on %d rows: %d epochs, %d steps, %d warm-up", s.model_name, s.data.task,
-                len(s.data.train), s.epochs, s.total_steps, s.warmup)
+    logger.info("training %s (%s) on %d rows: %s", s.model_name, s.data.task, len(s.data.train), describe(s))
 
     main = accelerator.is_main_process
     started = time.perf_counter()
@@ -209,7 +208,7 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
         speed = state.window_seen / max(now - window_start, 1e-9)
         mean_loss = state.running_loss / state.running_count
         record = {"step": state.step, "epoch": round(state.step / s.steps_per_epoch, 4), "loss": mean_loss,
-                  "learning_rate": rate_now(s.optimizer, config.learning_rate), "samples_per_s": speed}
+                  "learning_rate": rate_now(s.optimizer, s.learning_rate), "samples_per_s": speed}
         if grad_norm is not None:
             record["grad_norm"] = grad_norm  # before clipping, at this step (as the Trainer logs it)
         if config.max_grad_norm:

@@ -8,6 +8,13 @@ import re
 import torch
 
 HEAD_PREFIXES = ("classifier", "score", "pre_classifier")
+# The defaults, chosen by measurement (BENCHMARKS.md, "Defaults"): the usual peak rate of base-width (768)
+# encoders, which is also the Trainer's default, scaled inversely with the width (narrow models such as MiniLM
+# train best at about twice it), and a fixed, higher rate for the newly initialized head, which otherwise
+# needs more than an epoch to leave its starting point (GoEmotions: no label over 0.5 after one epoch).
+BASE_LEARNING_RATE = 5e-5
+BASE_WIDTH = 768
+HEAD_LEARNING_RATE = 1e-3
 # Where a transformer layer's index sits in parameter names: BERT "encoder.layer.3.", Llama "layers.3.",
 # GPT-2 "h.3.", T5 "block.3.".
 LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
@@ -57,13 +64,23 @@ def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rat
     return out
 
 
-def build_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
+def learning_rates(config, model_config) -> tuple[float, float]:
+    """The encoder's and the head's peak rates: the ones given, else the defaults for this model's width
+    (5e-5 x 768 / hidden size, kept within [1e-5, 1e-3]) and HEAD_LEARNING_RATE (or the encoder's rate when
+    that is higher: the head never trains slower than the layers below it unless told to)."""
+    width = getattr(model_config, "hidden_size", None) or getattr(model_config, "n_embd", None) or BASE_WIDTH
+    encoder = config.learning_rate or float(f"{min(1e-3, max(1e-5, BASE_LEARNING_RATE * BASE_WIDTH / width)):.3g}")
+    head = config.head_learning_rate or max(HEAD_LEARNING_RATE, encoder)
+    return encoder, head
+
+
+def build_optimizer(model: torch.nn.Module, config, learning_rate: float, head_learning_rate: float
+                    ) -> torch.optim.Optimizer:
     """AdamW over the parameter groups. The fused kernel (CPU and CUDA) does the same update in one pass;
     on this class of CPU the default multi-tensor step costs as much as a MiniLM forward and backward pass."""
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
-    groups = _param_groups(model, config.weight_decay, config.head_learning_rate, config.learning_rate,
-                           config.layer_decay)
-    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=fused)
+    groups = _param_groups(model, config.weight_decay, head_learning_rate, learning_rate, config.layer_decay)
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=fused)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, name: str, warmup_steps: int, total_steps: int):

@@ -42,6 +42,8 @@ class Setup:
     epochs: int
     warmup: int
     batching: str  # packed, grouped or random: what --batching resolved to
+    learning_rate: float  # the encoder's peak rate: --learning-rate, or the default for the model's width
+    head_learning_rate: float
     label_counts: dict | None = None  # training rows (entities) per label, for model cards
 
 
@@ -60,7 +62,7 @@ def setup(config, accelerator, data=None) -> Setup:
     from tunelab.data import load_task_data
     from tunelab.modeling import load_model, load_tokenizer, resolve_model
     from tunelab.tasks import get_task
-    from tunelab.train.optim import build_optimizer, make_scheduler
+    from tunelab.train.optim import build_optimizer, learning_rates, make_scheduler
 
     spec = config.data_spec()
     data = data or load_task_data(spec)
@@ -104,7 +106,8 @@ def setup(config, accelerator, data=None) -> Setup:
     epochs = math.ceil(total_steps / steps_per_epoch)
     warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
 
-    optimizer = build_optimizer(model, config)
+    learning_rate, head_learning_rate = learning_rates(config, model.config)
+    optimizer = build_optimizer(model, config, learning_rate, head_learning_rate)
     # accelerate steps a prepared scheduler once per process at every optimizer step.
     scheduler = make_scheduler(optimizer, config.lr_scheduler, warmup * processes, total_steps * processes)
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
@@ -112,7 +115,7 @@ def setup(config, accelerator, data=None) -> Setup:
     )
     return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
                  train_loader, val_loader, sampler, val_encoded, metric, steps_per_epoch, total_steps, epochs, warmup,
-                 batching)
+                 batching, learning_rate, head_learning_rate)
 
 
 def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator):
@@ -150,7 +153,8 @@ def run_record(s: Setup, run_dir: Path) -> dict:
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
                 "num_processes": s.accelerator.num_processes, "batching": s.batching,
-                "long_text": s.settings.long_text,
+                "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
+                "head_learning_rate": s.head_learning_rate,
                 **s.data.info}
     return {**dataclasses.asdict(s.config), "output": str(run_dir), "resolved": resolved}
 
@@ -179,13 +183,32 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
     if s.label_counts is None:  # counted once per run
         s.label_counts = s.task.label_counts(s.data)
     options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching,
-               "long_text": s.settings.long_text}
+               "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
+               "head_learning_rate": s.head_learning_rate}
     info = CardInfo(model=s.config.model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
                     train_rows=len(s.data.train), validation_rows=len(s.data.validation),
                     label_counts=s.label_counts, options=options, metrics=metrics, step=step,
                     epoch=round(step / s.steps_per_epoch, 2), per_class=per_class or {},
                     curves=tuple(p.name for p in curves), example=s.task.example)
     return render(info, run_dir.name)
+
+
+def describe(s: Setup) -> str:
+    """The hyperparameters a run trains with, defaults resolved: logged at its start."""
+    c = s.config
+    rate = f"{s.learning_rate:g}" + ("" if c.learning_rate else f" (default for hidden size "
+                                     f"{getattr(s.model.config, 'hidden_size', '?')})")
+    parts = [f"learning rate {rate}, head {s.head_learning_rate:g}",
+             f"{c.lr_scheduler} schedule after {s.warmup} warm-up steps", f"batch {c.batch_size}"
+             + (f" x {c.grad_accum} accumulated" if c.grad_accum > 1 else ""),
+             f"{s.epochs} epoch{'s' if s.epochs != 1 else ''} ({s.total_steps} steps)",
+             f"weight decay {c.weight_decay:g}", f"clipping {c.max_grad_norm:g}" if c.max_grad_norm else "no clipping",
+             f"layer decay {c.layer_decay:g}" if c.layer_decay != 1 else "",
+             f"evaluation every {c.eval_every} steps" if c.eval_every else "evaluation every epoch",
+             f"{s.batching} batches", f"max length {s.settings.max_length}"
+             + (f" ({s.settings.long_text} for longer texts)" if s.task.long_text else ""),
+             "frozen embeddings" if c.freeze_embeddings else ""]
+    return ", ".join(p for p in parts if p)
 
 
 def configure_threads(config) -> None:

@@ -1,0 +1,178 @@
+"""Defaults that win untuned: `tunelab train --data X` against the seeds' Trainer recipe, dataset by dataset.
+
+    python bench/defaults.py --model minilm --datasets sst2 mrpc rotten-tomatoes stsb goemotions --limit 2000
+    python bench/defaults.py --model models/all-mpnet-base-v2 ...    # bash bench/get_mpnet.sh fetches it
+
+For each dataset both variants read the same rows through tunelab's reader (a seeded sample of --limit
+training rows; the dataset's validation rows) and train the same model for the same number of epochs (3,
+the default of both):
+- the Trainer recipe users write today: `AutoModelForSequenceClassification` with the task's head, learning rate
+  5e-5, weight decay 0.01, batch 32, `DataCollatorWithPadding`, texts cut at 128 pieces, scored once at the end;
+- `tunelab train` with no option but the data's columns (so every default applies), scored at its last
+  evaluation (the figure comparable to the Trainer's; the checkpoint it keeps, best/, is also shown).
+Metrics come from the same functions (tunelab.metrics, multi-label F1 at threshold 0.5 for both). Wall time
+is the whole train-and-score call in a fresh process. Each variant runs in its own child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from common import commit_label, print_table, run_child  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# name: (DataSpec options, the metric compared)
+DATASETS: dict[str, tuple[dict, str]] = {
+    "sst2": ({"source": f"{SHARED}/sst2/train.tsv", "validation": f"{SHARED}/sst2/dev.tsv"}, "accuracy"),
+    "mrpc": ({"source": f"{SHARED}/mrpc/train.tsv", "validation": f"{SHARED}/mrpc/dev.tsv",
+              "text_column": "text_a", "text_pair_column": "text_b"}, "accuracy"),
+    "rotten-tomatoes": ({"source": "rotten-tomatoes"}, "accuracy"),
+    "stsb": ({"source": "stsb"}, "pearson"),
+    "goemotions": ({"source": f"{SHARED}/goemotions/train.tsv", "validation": f"{SHARED}/goemotions/dev.tsv",
+                    "label_column": "labels"}, "macro_f1"),
+    "imdb": ({"source": f"{SHARED}/imdb/train.tsv"}, "accuracy"),
+}
+TRAINER = {"learning_rate": 5e-5, "weight_decay": 0.01, "batch_size": 32, "max_length": 128, "epochs": 3}
+
+
+def load(args):
+    from tunelab.data import DataSpec, load_task_data
+
+    options, _ = DATASETS[args.dataset]
+    return load_task_data(DataSpec(**options, limit=args.limit, seed=args.seed))
+
+
+def resolve_model(name: str) -> str:
+    from tunelab.modeling import resolve_model as resolve
+
+    return resolve(name)
+
+
+def run_trainer(args) -> dict:
+    import datasets
+    import numpy as np
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    from tunelab.metrics import compute_metrics
+    from tunelab.tasks.multi_label import set_metrics, sigmoid
+
+    started = time.perf_counter()
+    data = load(args)
+    path = resolve_model(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if data.task == "regression":
+        head = {"num_labels": 1}
+    else:
+        names = data.label_names
+        head = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+        if data.task == "multi-label":
+            head["problem_type"] = "multi_label_classification"
+    model = AutoModelForSequenceClassification.from_pretrained(path, **head)
+    pairs = "text_pair" in data.train
+
+    def tokenize(batch):
+        encoded = tokenizer(batch["text"], batch["text_pair"] if pairs else None, truncation=True,
+                            max_length=TRAINER["max_length"])
+        encoded["labels"] = ([[float(v) for v in row] for row in batch["label"]] if data.task == "multi-label"
+                             else batch["label"])
+        return encoded
+
+    columns = ["text", "label"] + (["text_pair"] if pairs else [])
+    train, dev = (datasets.Dataset.from_pandas(frame[columns].reset_index(drop=True)).map(
+        tokenize, batched=True, remove_columns=columns) for frame in (data.train, data.validation))
+    training_args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(), learning_rate=TRAINER["learning_rate"], weight_decay=TRAINER["weight_decay"],
+        per_device_train_batch_size=TRAINER["batch_size"], per_device_eval_batch_size=128,
+        num_train_epochs=TRAINER["epochs"], seed=args.seed, eval_strategy="no", save_strategy="no", report_to="none",
+        logging_steps=50, use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model=model, args=training_args, train_dataset=train,
+                      data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
+    trainer.train()
+    predictions = trainer.predict(dev).predictions
+    if data.task == "multi-label":
+        metrics = set_metrics(sigmoid(predictions) >= 0.5, np.array(data.validation["label"].tolist(), dtype=int))
+    else:
+        metrics = compute_metrics(predictions, data.validation["label"].to_numpy(), head["num_labels"])
+    return {"variant": "Trainer recipe", "wall_s": time.perf_counter() - started, "last": metrics,
+            "train_rows": len(data.train), "validation_rows": len(data.validation), "task": data.task}
+
+
+def run_tunelab(args) -> dict:
+    from tunelab.train import TrainConfig, train
+
+    started = time.perf_counter()
+    options, _ = DATASETS[args.dataset]
+    options = {("data" if k == "source" else k): v for k, v in options.items()}
+    config = TrainConfig(**options, model=args.model, limit=args.limit, seed=args.seed, progress=False,
+                         output=tempfile.mkdtemp() + "/run")
+    result = train(config)
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in records if "eval_loss" in r]
+    last = evaluations[-1] if evaluations else {}
+    return {"variant": "tunelab train (defaults)", "wall_s": time.perf_counter() - started,
+            "last": {k.removeprefix("eval_"): v for k, v in last.items()}, "best": result.best_metrics,
+            "config": _resolved(result.run_dir)}
+
+
+def _resolved(run_dir: Path) -> dict:
+    import yaml
+
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())["resolved"]
+    return {k: resolved.get(k) for k in ("learning_rate", "head_learning_rate", "total_steps", "batching", "long_text")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "mrpc", "rotten-tomatoes", "stsb", "goemotions"],
+                        choices=list(DATASETS))
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--limit", type=int, default=2000, help="training rows per dataset")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dataset", help="(set by the parent)")
+    parser.add_argument("--variant", choices=["trainer", "tunelab"], help="(set by the parent)")
+    parser.add_argument("--json", action="store_true", help="(set by the parent)")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    if args.variant:
+        print(json.dumps(run_trainer(args) if args.variant == "trainer" else run_tunelab(args)))
+        return
+
+    commit = commit_label()
+    rows = []
+    for name in args.datasets:
+        metric = DATASETS[name][1]
+        passed = ["--dataset", name, "--model", args.model, "--limit", str(args.limit), "--seed", str(args.seed)]
+        trainer, tunelab = (run_child(__file__, passed + ["--variant", v]) for v in ("trainer", "tunelab"))
+        row = {"dataset": name, "task": trainer["task"], "rows": f"{trainer['train_rows']} / {trainer['validation_rows']}",
+               "metric": metric, "trainer": trainer["last"][metric], "tunelab_last": tunelab["last"].get(metric),
+               "tunelab_best": tunelab["best"][metric], "trainer_s": trainer["wall_s"], "tunelab_s": tunelab["wall_s"],
+               "tunelab_config": tunelab["config"]}
+        row["wins"] = "yes" if row["tunelab_last"] > row["trainer"] and row["tunelab_s"] <= row["trainer_s"] else "no"
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\ncommand: python bench/defaults.py {' '.join(sys.argv[1:])}")
+    print(f"commit {commit}; model {args.model}; {args.limit} training rows a dataset, seed {args.seed}; Trainer "
+          f"recipe: {TRAINER}\n")
+    print_table(rows, [("dataset", "dataset", ""), ("task", "task", ""), ("rows", "train / validation rows", ""),
+                       ("metric", "metric", ""), ("trainer", "Trainer recipe", ".4f"),
+                       ("tunelab_last", "tunelab defaults (last eval)", ".4f"), ("tunelab_best", "tunelab best/", ".4f"),
+                       ("trainer_s", "Trainer wall s", ".0f"), ("tunelab_s", "tunelab wall s", ".0f"),
+                       ("wins", "better and no slower", "")])
+    if args.out:
+        Path(args.out).write_text(json.dumps({"commit": commit, "model": args.model, "limit": args.limit,
+                                              "seed": args.seed, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
