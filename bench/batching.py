@@ -42,8 +42,8 @@ def main() -> None:
     groups = [rng.sample(texts, args.group_size) for _ in range(args.groups)]
     rows = args.groups * args.group_size
     print(f"threads {torch.get_num_threads()}, {args.groups} random groups of {args.group_size} rows from {args.texts}")
-    print("| backend | batch size 1 rows/s | one padded batch rows/s | padding | prediction_batches rows/s | "
-          "padding | batches per group | best / batch size 1 |")
+    print("| backend | batch size 1 rows/s | one padded batch rows/s | padding per real token | prediction_batches "
+          "rows/s | padding per real token | batches per group | best / batch size 1 |")
     print("|---|---|---|---|---|---|---|---|")
     for backend in ("torch", "onnx"):
         predictor = load(args.checkpoint, backend=backend)
@@ -75,7 +75,7 @@ def main() -> None:
                 batches, padded, real = (sum(t[k] for t in totals) for k in range(3))
                 results[name] = (rows / seconds, padded / real - 1, batches / args.groups)
         single, one, cut = results["single"], results["one"], results["cut"]
-        print(f"| {backend} | {single[0]:.1f} | {one[0]:.1f} | {one[1]:.0%} | {cut[0]:.1f} | {cut[1]:.0%} | "
+        print(f"| {backend} | {single[0]:.1f} | {one[0]:.1f} | {one[1]:.2f} | {cut[0]:.1f} | {cut[1]:.2f} | "
               f"{cut[2]:.1f} | {max(one[0], cut[0]) / single[0]:.2f} |")
 
 

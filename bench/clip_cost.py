@@ -2,7 +2,7 @@
 side by side with no clipping (`--max-grad-norm 0`).
 
 Real SST-2 training batches (length-grouped, batch 16), the bundled MiniLM with frozen token
-embeddings and fused AdamW, as in `bench/glue.sh sst2-full`. Variants are interleaved in rounds so
+embeddings and fused AdamW, as in `bench/recipes/sst2-full.yaml`. Variants are interleaved in rounds so
 that the machine's drift hits each alike; the table gives the median milliseconds per step.
 
 Usage: python bench/clip_cost.py [--data ../shared/data/sst2] [--steps 40] [--rounds 5]

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: matmul peak, model FLOPs, peak memory, child runs."""
+"""Helpers shared by the benchmarks: matmul peak, model FLOPs, peak memory, child runs, result files."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def add_side_by_side_options(parser, data: str) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--variant", choices=["trainer", "trainer-padded", "tunelab"])
     parser.add_argument("--json", action="store_true", help="(set by the parent: print one JSON line)")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--out", help="the result file (default bench/results/NAME.json)")
 
 
 def training_row(name, config, lengths, epochs, seconds, metrics, reported_speed) -> dict:
@@ -84,7 +84,9 @@ def training_row(name, config, lengths, epochs, seconds, metrics, reported_speed
 def commit_label() -> str:
     """The short commit, marked when tracked files differ from it."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout:
+    # Benchmark output (logs, result files) is not code: a rewritten log does not make the figures uncommitted.
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/logs", ":!bench/results"]
+    if subprocess.run(status, capture_output=True, text=True).stdout:
         commit += " + uncommitted changes"
     return commit
 
@@ -101,3 +103,45 @@ def side_by_side(script: str, args, variants: tuple[str, ...] = ("trainer", "tun
         row["mfu"] = row["model_gflops"] / peak
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
     return rows, peak
+
+
+def machine() -> dict:
+    """What the figures were measured on: cores, CPU model and the flags that decide its kernels, torch."""
+    import platform
+
+    import torch
+
+    model, flags = platform.processor(), set()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "f16c")
+    return {"cores": os.cpu_count(), "cpu": model, "flags": [f for f in wanted if f in flags],
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def command_line() -> str:
+    """How this benchmark was started, as one would type it again (python -m bench NAME ... or the script)."""
+    import shlex
+
+    program = os.environ.get("BENCH_COMMAND") or f"python {os.path.relpath(sys.argv[0])}"
+    return " ".join([program] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def write_result(name: str, rows: list[dict], out: str | None = None, **extra) -> str:
+    """Write bench/results/NAME.json (or `out`): the figures with the exact command, the commit and the
+    machine that produced them; BENCHMARKS.md's tables are rendered from these files (python -m bench tables)."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    path = Path(out or Path(__file__).resolve().parent / "results" / f"{name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": name, "command": command_line(), "commit": commit_label(), "machine": machine(),
+              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **extra, "rows": rows}
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return str(path)

@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import commit_label, print_table, run_child  # noqa: E402
+from common import commit_label, run_child, write_result  # noqa: E402
+from tables import print_table  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # name: (DataSpec options, the metric compared)
@@ -141,7 +142,7 @@ def main() -> None:
     parser.add_argument("--dataset", help="(set by the parent)")
     parser.add_argument("--variant", choices=["trainer", "tunelab"], help="(set by the parent)")
     parser.add_argument("--json", action="store_true", help="(set by the parent)")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--out", help="the result file (default bench/results/NAME.json)")
     args = parser.parse_args()
 
     if args.variant:
@@ -164,14 +165,8 @@ def main() -> None:
     print(f"\ncommand: python bench/defaults.py {' '.join(sys.argv[1:])}")
     print(f"commit {commit}; model {args.model}; {args.limit} training rows a dataset, seed {args.seed}; Trainer "
           f"recipe: {TRAINER}\n")
-    print_table(rows, [("dataset", "dataset", ""), ("task", "task", ""), ("rows", "train / validation rows", ""),
-                       ("metric", "metric", ""), ("trainer", "Trainer recipe", ".4f"),
-                       ("tunelab_last", "tunelab defaults (last eval)", ".4f"), ("tunelab_best", "tunelab best/", ".4f"),
-                       ("trainer_s", "Trainer wall s", ".0f"), ("tunelab_s", "tunelab wall s", ".0f"),
-                       ("wins", "better and no slower", "")])
-    if args.out:
-        Path(args.out).write_text(json.dumps({"commit": commit, "model": args.model, "limit": args.limit,
-                                              "seed": args.seed, "rows": rows}, indent=2))
+    print_table("defaults", rows)
+    print("results:", write_result("defaults", rows, args.out, model=args.model, limit=args.limit, seed=args.seed))
 
 
 if __name__ == "__main__":

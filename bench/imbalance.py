@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import commit_label, print_table  # noqa: E402
+from common import commit_label, write_result  # noqa: E402
+from tables import print_table  # noqa: E402
 
 
 def imbalanced_rows(data: Path, negatives: int, share: float, out: Path) -> dict[str, int]:
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.1, help="positives per negative")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", default="runs/imbalance")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--out", help="the result file (default bench/results/NAME.json)")
     args = parser.parse_args()
 
     commit = commit_label()
@@ -79,11 +80,8 @@ def main() -> None:
                       **{k: sum(r[k] for r in mine) / len(mine) for k in mine[0] if k not in ("class_weights", "seed")}})
     print(f"commit {commit}; training rows: {counts['negative']:,} negative, {counts['positive']:,} positive; "
           f"dev: SST-2 dev.tsv\n")
-    print_table(rows + means, [("class_weights", "--class-weights", ""), ("seed", "seed", ""),
-                               ("accuracy", "accuracy", ".4f"), ("macro_f1", "macro F1", ".4f"),
-                               ("recall_negative", "recall 0", ".4f"), ("recall_positive", "recall 1", ".4f")])
-    if args.out:
-        Path(args.out).write_text(json.dumps({"commit": commit, "counts": counts, "rows": rows}, indent=2))
+    print_table("imbalance", rows + means)
+    print("results:", write_result("imbalance", rows + means, args.out, counts=counts))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import commit_label, print_table  # noqa: E402
+from common import commit_label, write_result  # noqa: E402
+from tables import print_table  # noqa: E402
 
 
 def long_shares(path: str, lengths: tuple[int, ...]) -> dict[int, dict]:
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--runs", default="runs/long-text")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--out", help="the result file (default bench/results/NAME.json)")
     args = parser.parse_args()
 
     commit = commit_label()
@@ -75,12 +76,10 @@ def main() -> None:
     rows = [train(args, mode, Path(args.runs) / mode) for mode in ("truncate", "windows")]
     print(f"\ncommit {commit}; {args.limit} reviews ({args.validation_fraction:.3g} for validation), "
           f"--max-length {args.max_length}, {args.epochs} epoch(s)\n")
-    print_table(rows, [("long_text", "--long-text", ""), ("accuracy", "accuracy", ".4f"), ("macro_f1", "macro F1", ".4f"),
-                       ("rows_trained", "rows trained", "d"), ("train_s", "train s", ".0f"), ("wall_s", "wall s", ".0f")])
+    print_table("long-text", rows)
     for row in rows:
         print(f"  {row['long_text']}: {row['command']}")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"commit": commit, "shares": shares, "rows": rows}, indent=2))
+    print("results:", write_result("long-text", rows, args.out, shares=shares))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_side_by_side_options, commit_label, print_table, side_by_side, training_row  # noqa: E402
+from common import add_side_by_side_options, commit_label, side_by_side, training_row, write_result  # noqa: E402
+from tables import COLUMNS, print_table  # noqa: E402
 
 BATCH = 32
 
@@ -127,18 +128,12 @@ def main() -> None:
     print(f"command: python bench/multilabel_speed.py {' '.join(sys.argv[1:])}")
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{rows[0]['rows'] // args.epochs} rows x {args.epochs} epoch(s) from {args.data}")
-    columns = [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"), ("speedup", "vs script default", ".2f"),
-               ("speedup_dynamic", "vs dynamic padding", ".2f"),
-               ("micro_f1", "micro F1 @0.5", ".4f"), ("macro_f1", "macro F1 @0.5", ".4f"),
-               ("subset_accuracy", "subset acc @0.5", ".4f"), ("micro_f1_tuned", "micro F1 tuned", ".4f"),
-               ("macro_f1_tuned", "macro F1 tuned", ".4f"), ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"),
-               ("peak_rss_mb", "peak RSS MB", ".0f")]
+    columns = COLUMNS["multilabel"]
     for row in rows:
         for key, *_ in columns:
             row.setdefault(key, float("nan"))
-    print_table(rows, columns)
-    if args.out:
-        Path(args.out).write_text(json.dumps({"peak_gflops": peak, "rows": rows}, indent=2))
+    print_table("multilabel", rows)
+    print("results:", write_result("multilabel", rows, args.out, peak_gflops=peak))
 
 
 if __name__ == "__main__":

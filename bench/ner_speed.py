@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_side_by_side_options, commit_label, print_table, side_by_side, training_row  # noqa: E402
+from common import add_side_by_side_options, commit_label, side_by_side, training_row, write_result  # noqa: E402
+from tables import print_table  # noqa: E402
 
 HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0.01)
 
@@ -139,13 +140,8 @@ def main() -> None:
     commit = commit_label()
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{rows[0]['rows'] // args.epochs} sentences x {args.epochs} epoch(s) from {args.data}")
-    print_table(rows, [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),
-                       ("speedup", "vs Trainer", ".2f"), ("f1", "entity F1", ".4f"),
-                       ("precision", "precision", ".4f"), ("recall", "recall", ".4f"),
-                       ("accuracy", "word accuracy", ".4f"), ("train_s", "train s", ".0f"),
-                       ("mfu", "MFU", ".1%"), ("peak_rss_mb", "peak RSS MB", ".0f")])
-    if args.out:
-        Path(args.out).write_text(json.dumps({"peak_gflops": peak, "rows": rows}, indent=2))
+    print_table("ner", rows)
+    print("results:", write_result("ner", rows, args.out, peak_gflops=peak))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import forward_flops, matmul_peak_gflops, peak_rss_mb, print_table, run_child  # noqa: E402
+from common import forward_flops, matmul_peak_gflops, peak_rss_mb, run_child, write_result  # noqa: E402
+from tables import print_table  # noqa: E402
 
 HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0.01, max_length=128)
 
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--variant", choices=["trainer", "tunelab"])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--out", help="the result file (default bench/results/NAME.json)")
     args = parser.parse_args()
 
     if args.variant:
@@ -133,12 +134,8 @@ def main() -> None:
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
     print(f"threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, {args.limit} rows x "
           f"{args.epochs} epoch(s) from {args.data}")
-    print_table(rows, [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),
-                       ("speedup", "vs Trainer", ".2f"), ("accuracy", "dev accuracy", ".4f"),
-                       ("train_s", "train s", ".0f"), ("model_gflops", "model GFLOP/s", ".1f"),
-                       ("mfu", "MFU", ".1%"), ("peak_rss_mb", "peak RSS MB", ".0f")])
-    if args.out:
-        Path(args.out).write_text(json.dumps({"peak_gflops": peak, "rows": rows}, indent=2))
+    print_table("train", rows)
+    print("results:", write_result("train", rows, args.out, peak_gflops=peak))
 
 
 if __name__ == "__main__":

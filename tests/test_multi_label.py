@@ -306,3 +306,23 @@ def test_bad_class_weights_and_label_options_are_one_line(sentiment_csv, tiny_be
                             "classification"), capsys)
     assert line == ("error: --label-columns marks multi-label data; drop it or use --task multi-label, not "
                     "classification")
+
+
+def test_the_playground_shows_the_label_set(multi_run):
+    import tunelab
+    from test_serve_live import playground
+
+    result, _ = multi_run
+    text = "the movie was great and superb fun but the plot was awful and dull"
+    expected = tunelab.load(result.best_dir).predict(text)[0]
+    assert expected.labels  # a text with labels, so the page has a set to show
+    with playground(result.best_dir, "document.getElementById('model-info').textContent.includes('multi-label')") as page:
+        page.fill("#text", text)
+        page.click("#classify")
+        page.wait_for_function("document.getElementById('label').textContent !== '–'")
+        assert page.inner_text("#label") == ", ".join(expected.labels)
+        assert page.inner_text("#score") == f"({len(expected.labels)} of 2 labels over their thresholds)"
+        shown = page.eval_on_selector_all(".bar-row", "rows => rows.map(r => [r.firstChild.textContent, "
+                                          "r.classList.contains('top')])")
+        ranked = sorted(expected.probabilities, key=expected.probabilities.get, reverse=True)
+        assert shown == [[name, name in expected.labels] for name in ranked]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -46,6 +47,29 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
         "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"])
+
+
+@contextmanager
+def playground(checkpoint: Path, ready: str, height: int = 700):
+    """A headless Chromium page on the playground of a server started on `checkpoint`, once the JavaScript
+    condition `ready` holds; the browser and the server stop afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (make test installs it)")
+    port = free_port()
+    server = start_server(checkpoint, port)
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1000, "height": height})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function(ready)
+            yield page
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -123,54 +147,28 @@ def test_killed_under_load_restarts_healthy_and_nothing_is_corrupt(trained_run, 
     assert digest(checkpoint) == before
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
 def test_playground_in_headless_chromium(trained_run, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    port = free_port()
-    server = start_server(trained_run.best_dir, port)
-    try:
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1000, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_function("document.getElementById('model-info').textContent.includes('labels')")
-            page.fill("#text", "the movie was great and superb fun")
-            page.click("#classify")
-            page.wait_for_function("document.getElementById('label').textContent !== '–'")
-            assert page.inner_text("#label") == "positive"
-            assert page.locator(".bar-row").count() == 2
-            page.click("#show-attention")
-            page.wait_for_function("document.getElementById('heatmap').width > 100")
-            page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with playground(trained_run.best_dir, "document.getElementById('model-info').textContent.includes('labels')",
+                    height=900) as page:
+        page.fill("#text", "the movie was great and superb fun")
+        page.click("#classify")
+        page.wait_for_function("document.getElementById('label').textContent !== '–'")
+        assert page.inner_text("#label") == "positive"
+        assert page.locator(".bar-row").count() == 2
+        page.click("#show-attention")
+        page.wait_for_function("document.getElementById('heatmap').width > 100")
+        page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     assert (tmp_path / "playground.png").stat().st_size > 10_000
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
 def test_playground_highlights_entities_of_a_token_classification_checkpoint(ner_run, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    port = free_port()
-    server = start_server(ner_run.best_dir, port)
-    try:
-        with sync_playwright() as p:
-            browser = launch_chromium(p)
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_function("document.getElementById('model-info').textContent.includes('token-classification')")
-            page.fill("#text", "Carol visited Berlin with Dave.")
-            page.click("#classify")
-            page.wait_for_function("document.querySelectorAll('mark.entity').length > 0")
-            marks = page.eval_on_selector_all(
-                "mark.entity", "els => els.map(e => [e.firstChild.textContent, e.querySelector('small').textContent])")
-            assert marks == [["Carol", "PER"], ["Berlin", "LOC"], ["Dave", "PER"]]
-            assert page.inner_text("#entities").startswith("Carol")
-            page.screenshot(path=str(tmp_path / "ner.png"))
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    ready = "document.getElementById('model-info').textContent.includes('token-classification')"
+    with playground(ner_run.best_dir, ready) as page:
+        page.fill("#text", "Carol visited Berlin with Dave.")
+        page.click("#classify")
+        page.wait_for_function("document.querySelectorAll('mark.entity').length > 0")
+        marks = page.eval_on_selector_all(
+            "mark.entity", "els => els.map(e => [e.firstChild.textContent, e.querySelector('small').textContent])")
+        assert marks == [["Carol", "PER"], ["Berlin", "LOC"], ["Dave", "PER"]]
+        assert page.inner_text("#entities").startswith("Carol")
+        page.screenshot(path=str(tmp_path / "ner.png"))

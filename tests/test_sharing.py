@@ -243,6 +243,7 @@ def test_compare_writes_the_png_and_the_options_that_differ(tracked, tiny_bert, 
     assert code == 0
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:-1]}
     assert rows["learning-rate"] == ["0.003", "0.001"]
+    assert rows["head-learning-rate"] == ["0.003", "0.001"]  # the rates the runs resolved, not "None"
     assert "data" not in rows and "seed" not in rows  # the same in both
     assert out.splitlines()[-1] == f"wrote {tmp_path / 'both.png'}"
     with Image.open(tmp_path / "both.png") as image:

@@ -111,7 +111,18 @@ def summarize(run_dir: Path) -> RunSummary:
                       data=short_name(config.get("data")), model=short_name(config.get("model")), metric=metric,
                       best=best, best_step=best_step, steps=steps, total_steps=total, seconds=seconds,
                       samples_per_s=speed, status=status,
-                      options={k: v for k, v in config.items() if k not in ("resolved", *BOOKKEEPING)})
+                      options=run_options(config))
+
+
+def run_options(config: dict) -> dict:
+    """A run's options as it trained: what was given, with the defaults it resolved from the model (the
+    learning rates) in place of the unset values."""
+    resolved = config.get("resolved", {})
+    options = {k: v for k, v in config.items() if k not in ("resolved", *BOOKKEEPING)}
+    for name in ("learning_rate", "head_learning_rate"):
+        if options.get(name) is None and resolved.get(name) is not None:
+            options[name] = resolved[name]
+    return options
 
 
 def find_runs(folder: Path) -> list[Path]:

@@ -1,0 +1,48 @@
+"""One entry point for every benchmark: `python -m bench NAME [its options]` (`python -m bench` lists them).
+
+Each benchmark prints its table and writes bench/results/NAME.json (or --out) with the exact command, the
+commit and the machine; `python -m bench tables` renders BENCHMARKS.md's tables from those files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+# name: (module in bench/, what it measures)
+BENCHMARKS = {
+    "train": ("train_speed", "training speed and dev accuracy against transformers.Trainer (SST-2, MRPC)"),
+    "ner": ("ner_speed", "token classification against the run_ner.py recipe (CoNLL-2003)"),
+    "multilabel": ("multilabel_speed", "multi-label against the run_classification.py recipe (GoEmotions)"),
+    "long-text": ("long_text", "--long-text windows against truncate (IMDb)"),
+    "imbalance": ("imbalance", "--class-weights balanced against none (SST-2, positives cut to a tenth)"),
+    "defaults": ("defaults", "tunelab's defaults against the Trainer recipe, dataset by dataset"),
+    "predict": ("predict_speed", "prediction speed against transformers.pipeline"),
+    "serve": ("serve_load", "the server under load"),
+    "generate": ("generate_speed", "generation speed"),
+    "packing": ("packing_step", "one training step on packed, grouped and random batches"),
+    "batching": ("batching", "prediction batch layouts"),
+    "clip": ("clip_cost", "what gradient clipping costs a step"),
+    "tables": ("tables", "render BENCHMARKS.md's tables from bench/results/*.json"),
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in BENCHMARKS:
+        width = max(map(len, BENCHMARKS))
+        listing = "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in BENCHMARKS.items())
+        print(f"usage: python -m bench NAME [options]   (python -m bench NAME --help)\n\n{listing}")
+        sys.exit(0 if len(sys.argv) < 2 else 2)
+    name = sys.argv[1]
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    os.environ["BENCH_COMMAND"] = f"python -m bench {name}"  # what the result file records as the command
+    module = importlib.import_module(BENCHMARKS[name][0])
+    sys.argv = [str(here / f"{BENCHMARKS[name][0]}.py")] + sys.argv[2:]
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

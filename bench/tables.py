@@ -1,0 +1,105 @@
+"""BENCHMARKS.md's tables, rendered from the result files the benchmarks write (bench/results/*.json).
+
+    python -m bench tables            # rewrite every table block in BENCHMARKS.md
+    python -m bench tables --check    # exit 1 when a block differs from what its result file renders
+
+A block is the text between `<!-- bench: results/NAME.json -->` and `<!-- /bench -->`; it is replaced by the
+command, commit, date and machine of that file and a table of its rows, with the columns below (one list
+per benchmark, also what the benchmark prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BLOCK = re.compile(r"(<!-- bench: (?P<file>[^ ]+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
+
+# benchmark: (key, header, format) per column
+COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "train": [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"), ("speedup", "vs Trainer", ".2f"),
+              ("accuracy", "dev accuracy", ".4f"), ("train_s", "train s", ".0f"),
+              ("model_gflops", "model GFLOP/s", ".1f"), ("mfu", "MFU", ".1%"), ("peak_rss_mb", "peak RSS MB", ".0f")],
+    "ner": [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"), ("speedup", "vs Trainer", ".2f"),
+            ("f1", "entity F1", ".4f"), ("precision", "precision", ".4f"), ("recall", "recall", ".4f"),
+            ("word_accuracy", "word accuracy", ".4f"), ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"),
+            ("peak_rss_mb", "peak RSS MB", ".0f")],
+    "multilabel": [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),
+                   ("speedup", "vs script default", ".2f"), ("speedup_dynamic", "vs dynamic padding", ".2f"),
+                   ("micro_f1", "micro F1 @0.5", ".4f"), ("macro_f1", "macro F1 @0.5", ".4f"),
+                   ("subset_accuracy", "subset acc @0.5", ".4f"), ("micro_f1_tuned", "micro F1 tuned", ".4f"),
+                   ("macro_f1_tuned", "macro F1 tuned", ".4f"), ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"),
+                   ("peak_rss_mb", "peak RSS MB", ".0f")],
+    "long-text": [("long_text", "--long-text", ""), ("accuracy", "accuracy", ".4f"), ("macro_f1", "macro F1", ".4f"),
+                  ("rows_trained", "rows trained", "d"), ("train_s", "train s", ".0f"), ("wall_s", "wall s", ".0f")],
+    "imbalance": [("class_weights", "--class-weights", ""), ("seed", "seed", ""), ("accuracy", "accuracy", ".4f"),
+                  ("macro_f1", "macro F1", ".4f"), ("recall_negative", "recall 0", ".4f"),
+                  ("recall_positive", "recall 1", ".4f")],
+    "defaults": [("dataset", "dataset", ""), ("task", "task", ""), ("rows", "train / validation rows", ""),
+                 ("metric", "metric", ""), ("trainer", "Trainer recipe", ".4f"),
+                 ("tunelab_last", "tunelab defaults (last eval)", ".4f"), ("tunelab_best", "tunelab best/", ".4f"),
+                 ("trainer_s", "Trainer wall s", ".0f"), ("tunelab_s", "tunelab wall s", ".0f"),
+                 ("wins", "better and no slower", "")],
+}
+
+
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A Markdown table of `rows`; numbers formatted per column, missing values blank."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        cells = [format(row[k], f) if isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
+                 else str(row.get(k, "")) for k, _, f in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def print_table(name: str, rows: list[dict]) -> None:
+    print(table(rows, COLUMNS[name]))
+
+
+def render(record: dict) -> str:
+    """The block for one result file: where the figures come from, then the table."""
+    machine = record.get("machine") or {}
+    where = (f"{machine.get('cores')} cores, {machine.get('cpu')} ({', '.join(machine.get('flags', []))}), torch "
+             f"{machine.get('torch')}, {machine.get('threads')} threads") if machine else "machine not recorded"
+    head = (f"`{record.get('command', 'command not recorded')}`  \n"
+            f"commit {record.get('commit', '?')}, {record.get('date', 'date not recorded')}; {where}")
+    return f"{head}\n\n{table(record['rows'], COLUMNS[record['benchmark']])}\n"
+
+
+def update(markdown: Path, check: bool = False) -> int:
+    """Rewrite (or with `check`, compare) every block of `markdown`; the number of blocks that changed."""
+    text = markdown.read_text(encoding="utf-8")
+    changed = 0
+
+    def replace(match: re.Match) -> str:
+        nonlocal changed
+        record = json.loads((HERE / match["file"]).read_text(encoding="utf-8"))
+        body = render(record)
+        changed += body != match["body"]
+        return match.group(1) + body + match.group(4)
+
+    new = BLOCK.sub(replace, text)
+    if not check and new != text:
+        markdown.write_text(new, encoding="utf-8")
+    return changed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file", default=str(HERE.parent / "BENCHMARKS.md"))
+    parser.add_argument("--check", action="store_true", help="only say whether the tables are current")
+    args = parser.parse_args()
+    changed = update(Path(args.file), check=args.check)
+    blocks = len(BLOCK.findall(Path(args.file).read_text(encoding="utf-8")))
+    print(f"{blocks} tables, {changed} {'out of date' if args.check else 'rewritten'}")
+    if args.check and changed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
