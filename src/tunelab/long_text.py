@@ -116,7 +116,7 @@ def tokenize(tokenizer, texts: Sequence[str], text_pairs: Sequence[str] | None, 
     lengths = Lengths(len(texts), max_length, "windows" if windows else "truncate", stride, excess)
     if windows:
         return Pieces({n: out[n] for n in names if n in out}, documents.tolist(), lengths)
-    first = np.flatnonzero(np.r_[True, documents[1:] != documents[:-1]])  # each document's first window: its cut
+    first = first_rows(documents)  # each document's first window is the document cut to the window
     return Pieces({n: [out[n][i] for i in first] for n in names if n in out}, None, lengths)
 
 
