@@ -51,25 +51,23 @@ def test_sweepable_options_come_from_the_dataclass():
     assert sweepable() == {"epochs": "epochs", "batch_size": "batch-sizes", "learning_rate": "learning-rates",
                            "weight_decay": "weight-decays", "warmup_steps": "warmup-steps",
                            "lr_scheduler": "lr-schedulers", "label_smoothing": "label-smoothings",
-                           "class_weights": "class-weights-list", "long_text": "long-texts"}
+                           "class_weights": "class-weights-list", "long_text": "long-texts",
+                               "lora_r": "lora-rs"}
 
 
-def test_every_task_default_metric_is_higher_is_better():
-    # The sweep maximizes "auto": that holds only while every task's default metric grows with quality.
-    from tunelab.metrics import LOWER_IS_BETTER
-    from tunelab.tasks import registry
-    from tunelab.data import TaskData
-    import pandas as pd
+def test_a_sweep_ranks_by_the_default_metric_of_the_datas_task(tmp_path, sentiment_csv):
+    # "auto" maximizes a classifier's accuracy and minimizes a language model's validation loss.
+    from tunelab.sweep import _metric_direction
 
-    for task in registry().values():
-        data = TaskData(pd.DataFrame(), pd.DataFrame(), None if task.name == "regression" else ["a", "b"], False, "x",
-                        task=task.name)
-        assert task.default_metric(data) not in LOWER_IS_BETTER
+    (tmp_path / "docs.txt").write_text("once upon a time\n\nthe movie was good\n\nvery dull\n")
+    assert _metric_direction({"data": str(sentiment_csv)}) == ("accuracy", "maximize")
+    assert _metric_direction({"data": str(tmp_path / "docs.txt"), "task": "causal-lm"}) == ("loss", "minimize")
+    assert _metric_direction({"data": str(sentiment_csv), "metric": "loss"}) == ("loss", "minimize")
 
 
 @pytest.mark.parametrize("args,expected", [
     (["trian"], "Error: No such command 'trian'. Did you mean 'train'?"),
-    (["train", "--lora"], "Error: No such option: --lora (Possible options: --lr)"),
+    (["train", "--lroa"], "Error: No such option: --lroa (Possible options: --lora, --lora-r, --lr)"),
     (["predict"], "Error: Missing argument 'checkpoint'."),
     (["train", "--epochs", "many"], "Error: Invalid value for '--epochs': Input should be a valid integer, "
                                       "unable to parse string as an integer"),
@@ -91,7 +89,7 @@ def test_resume_refuses_options_that_change_what_the_run_computes(tmp_path, caps
 
 @pytest.mark.parametrize("args,expected", [
     (["trian"], "Error: No such command 'trian'. Did you mean 'train'?"),
-    (["train", "--lora"], "Error: No such option: --lora (Possible options: --lr)"),
+    (["train", "--lroa"], "Error: No such option: --lroa (Possible options: --lora, --lora-r, --lr)"),
     (["predict"], "Error: Missing argument 'checkpoint'."),
 ])
 def test_the_installed_command_gives_usage_errors_without_a_traceback(args, expected):

@@ -65,7 +65,13 @@ def save_checkpoint(model, tokenizer, path: Path, extra: dict | None = None, car
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp."))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        from tunelab.lora import is_lora, merged, save_adapter
+
+        if is_lora(model):  # a plain checkpoint with the adapters merged in, and the adapter beside it
+            merged(model).save_pretrained(tmp, safe_serialization=True)
+            save_adapter(model, tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if extra:
             (tmp / "tunelab.json").write_text(json.dumps(extra, indent=2) + "\n", encoding="utf-8")

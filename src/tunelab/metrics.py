@@ -6,7 +6,7 @@ import numpy as np
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman", "mse")
-LOWER_IS_BETTER = {"loss", "mse"}
+LOWER_IS_BETTER = {"loss", "mse", "perplexity"}
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:

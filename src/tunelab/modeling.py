@@ -29,9 +29,14 @@ def bundled_model_dir() -> Path:
 
 
 def resolve_model(name: str | None) -> str:
-    """A local folder, the bundled default, or a hub id passed through unchanged."""
+    """A local folder, a bundled model (minilm; smollm2, converted from GGUF on first use), or a hub id
+    passed through unchanged."""
+    from tunelab.generate import GENERATOR_ALIASES, bundled_generator_dir
+
     if name is None or name.lower() in DEFAULT_ALIASES:
         return str(bundled_model_dir())
+    if name.lower() in GENERATOR_ALIASES:
+        return str(bundled_generator_dir(progress=False))
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -139,12 +139,23 @@ def run_trial(config: dict, threads: int | None = None) -> tuple[float, float, s
 
 
 def _metric_direction(base: dict) -> tuple[str, str]:
-    """The metric trials are ranked by (until the first trial names the task's own) and its direction;
-    every task's default metric is one where higher is better (tested), so "auto" maximizes."""
+    """The metric trials are ranked by and its direction; "auto" is the default metric of the data's task
+    (read once here: language models minimize their loss, the other tasks maximize a score)."""
     from tunelab.metrics import LOWER_IS_BETTER
 
     metric = base.get("metric", "auto")
+    if metric == "auto" and base.get("data"):
+        metric = _default_metric(base)
     return metric, "minimize" if metric in LOWER_IS_BETTER else "maximize"
+
+
+def _default_metric(base: dict) -> str:
+    from tunelab.data import load_task_data
+    from tunelab.tasks import get_task
+    from tunelab.train import TrainConfig
+
+    data = load_task_data(TrainConfig(**base).data_spec())
+    return get_task(data.task).default_metric(data)
 
 
 def _open_study(config: SweepConfig):

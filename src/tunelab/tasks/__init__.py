@@ -17,12 +17,15 @@ if TYPE_CHECKING:
 
 # --task values; "auto" detects the task from the data. Regression is classification's variant with
 # numeric labels, so it shares its module.
-TASK_NAMES = ("auto", "classification", "multi-label", "regression", "token-classification")
+TASK_NAMES = ("auto", "classification", "multi-label", "regression", "token-classification", "causal-lm",
+              "masked-lm")
 
 
 def registry() -> dict[str, "Task"]:
     """Every task by name, in the order auto-detection asks them (the first that claims the data wins)."""
+    from tunelab.tasks.causal_lm import CausalLMTask
     from tunelab.tasks.classification import ClassificationTask
+    from tunelab.tasks.masked_lm import MaskedLMTask
     from tunelab.tasks.multi_label import MultiLabelTask
     from tunelab.tasks.token_classification import TokenClassificationTask
 
@@ -31,6 +34,8 @@ def registry() -> dict[str, "Task"]:
         "multi-label": MultiLabelTask(),
         "classification": ClassificationTask(),
         "regression": ClassificationTask(regression=True),
+        "causal-lm": CausalLMTask(),  # claims chat data (a messages column, or prompt and completion columns)
+        "masked-lm": MaskedLMTask(),  # never claims data: unlabeled text is named with --task
     }
 
 
@@ -70,5 +75,5 @@ def task_for_config(config) -> "Task":
         if any(a.endswith(task.architecture_suffix) for a in architectures):
             return task
     raise TunelabError(f"the checkpoint is a {architectures[0] if architectures else 'model without a head'}, "
-                       "which no tunelab task predicts with; pass a checkpoint with a classification or "
-                       "token-classification head")
+                       "which no tunelab task predicts with; pass a checkpoint with a classification, "
+                       "token-classification, causal-LM or masked-LM head")

@@ -53,6 +53,11 @@ class Task:
     thresholded: bool = False  # predictions are labels over a decision threshold (--threshold applies)
     packs: bool = False  # labeled per token, so training rows may be packed end to end (--batching packed)
     long_text: bool = False  # labeled per text, so long texts may be cut or read in windows (--long-text)
+    reads_plain_text: bool = False  # .txt files and folders are documents (not CoNLL columns); --block-size applies
+    causal: bool = False  # a token attends only to those before it (packed rows keep that)
+    default_model: str = "minilm"  # what --model defaults to
+    lora_task_type: str | None = None  # peft's task type where --lora applies
+    options: tuple[str, ...] = ()  # TrainConfig fields only this kind of task reads (stored in its settings)
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:

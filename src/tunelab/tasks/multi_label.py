@@ -149,7 +149,9 @@ class MultiLabelTask(ClassificationTask):
         return {name: int(c) for name, c in zip(data.label_names, counts)}
 
     def default_metric(self, data: "TaskData") -> str:
-        return "macro_f1"
+        # Checkpoints decide with their tuned thresholds, so best/ is picked by the F1 they give. At 0.5, early
+        # evaluations often score 0 on every rare label, and the first of several zeros would stay best/.
+        return "macro_f1_tuned"
 
     # ------------------------------------------------------------ model
     def model_kwargs(self, data: "TaskData") -> dict:

@@ -86,6 +86,7 @@ class Evaluation:
 
 
 class TokenClassificationTask(Task):
+    options = ("label_all_tokens",)
     name = "token-classification"
     pipeline_tag = "token-classification"
     architecture_suffix = "ForTokenClassification"

@@ -16,7 +16,6 @@ from typing import Any
 
 from tunelab.errors import TunelabError, collect
 from tunelab.long_text import LONG_TEXT
-from tunelab.modeling import DEFAULT_MODEL
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 # After the warm-up: linear decay to zero (the Trainer's default), half a cosine to zero (more steps near the
@@ -38,13 +37,14 @@ class TrainConfig:
     """Every option of a training run; `check` reports all bad values at once."""
 
     data: str | None = option(None, "A file (.csv .tsv .json .jsonl .parquet, or a CoNLL .conll/.iob/.txt), a "
-                              "save_to_disk folder, a hub dataset id, or a built-in: rotten-tomatoes, stsb.",
-                              flags=("-d",))
+                              "save_to_disk folder, a hub dataset id, or a built-in: rotten-tomatoes, stsb. Language "
+                              "models also read plain .txt files and folders of them.", flags=("-d",))
     output: str | None = option(None, "Run folder (default runs/DATA-TIME).", flags=("-o",))
-    model: str = option(DEFAULT_MODEL, "A hub id, a local folder, or 'minilm' (the bundled all-MiniLM-L6-v2).",
-                        flags=("-m",))
-    task: str = option("auto", "auto (from the data), classification, multi-label, regression or "
-                       "token-classification.")
+    model: str | None = option(None, "A hub id, a local folder, 'minilm' (the bundled all-MiniLM-L6-v2) or "
+                               "'smollm2' (the bundled SmolLM2-135M-Instruct). Default: minilm; smollm2 for "
+                               "causal-lm.", flags=("-m",))
+    task: str = option("auto", "auto (from the data), classification, multi-label, regression, "
+                       "token-classification, causal-lm (chat or plain text) or masked-lm (plain text).")
     text_column: str = option("text", "Column with the text.")
     text_pair_column: str | None = option(None, "Column with the second text of a pair.")
     label_column: str = option("label", "Column with the label.")
@@ -54,6 +54,24 @@ class TrainConfig:
     label_separator: str = option(",", "Multi-label: what separates a row's labels in the label column.")
     label_columns: str | None = option(None, "Multi-label: columns that mark each label with 1 (and 0), "
                                        "comma-separated, instead of one label column.")
+    messages_column: str = option("messages", "Causal LM: the column of chat turns (a list of {role, content}).")
+    prompt_column: str = option("prompt", "Causal LM: the prompt column of prompt / completion data.")
+    completion_column: str = option("completion", "Causal LM: the completion column of prompt / completion data.")
+    train_on_prompt: bool = option(False, "Causal LM, chat data: compute the loss on every token, not only on the "
+                                   "assistant's answers.")
+    line_per_document: bool = option(False, "Language models, .txt files: each line is a document (default: "
+                                     "blocks separated by blank lines).")
+    block_size: int | None = option(None, "Language models, plain text: tokens per training block (documents are "
+                                    "joined with the end-of-text token and cut into blocks). Default: --max-length.")
+    mlm_probability: float = option(0.15, "Masked LM: the share of pieces (or words) masked as targets.")
+    whole_word_mask: bool = option(False, "Masked LM: mask whole words (all their pieces or none).")
+    lora: bool = option(False, "Causal LM: train LoRA adapters (peft) instead of every weight; best/ holds the "
+                        "merged model and best/adapter/ the adapter alone.")
+    lora_r: int = option(16, "LoRA rank.", sweep="lora-rs")
+    lora_alpha: int = option(32, "LoRA alpha (the adapters' scale is alpha / r).")
+    lora_dropout: float = option(0.05, "Dropout on the LoRA adapters' input.")
+    lora_target_modules: str | None = option(None, "LoRA: the linear layers to adapt, comma-separated (default: "
+                                             "peft's list for the architecture, e.g. q_proj,v_proj).")
     label_all_tokens: bool = option(False, "Token classification: label every piece of a word (B- becomes I- "
                                     "after the first), not only the first.")
     validation: str | None = option(None, "Validation file, or split name of the source.")
@@ -94,7 +112,7 @@ class TrainConfig:
     logging_steps: int = option(50, "Log the training loss every N steps.", on_resume=True)
     metric: str = option("auto", "Metric that picks best/: accuracy, f1, mcc, precision, recall, loss, pearson, "
                          "spearman, mse, micro_f1, macro_f1, subset_accuracy (and their _tuned forms) (auto: "
-                         "accuracy; pearson for regression; f1 for token classification; macro_f1 for multi-label).")
+                         "accuracy; pearson for regression; f1 for token classification; macro_f1_tuned for multi-label; loss for language models).")
     patience: int | None = option(None, "Stop after N evaluations without improvement.")
     from_scratch: bool = option(False, "Random weights from the model's config.")
     freeze_encoder: bool = option(False, "Train only the head.")
@@ -126,6 +144,15 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("lora_r", "lora_alpha"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.block_size is not None and self.block_size < 2:
+            problems.append(f"--block-size must be at least 2, got {self.block_size}")
+        if not 0 < self.mlm_probability < 1:
+            problems.append(f"--mlm-probability must be between 0 and 1 (exclusive), got {self.mlm_probability}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         if self.stride < 0:
             problems.append(f"--stride must not be negative, got {self.stride}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -188,6 +215,8 @@ class TrainConfig:
             source=self.data, text_column=self.text_column, text_pair_column=self.text_pair_column,
             label_column=self.label_column, tokens_column=self.tokens_column, tags_column=self.tags_column,
             tag_column=self.tag_column, label_separator=self.label_separator, label_columns=self.label_columns,
+            messages_column=self.messages_column, prompt_column=self.prompt_column,
+            completion_column=self.completion_column, line_per_document=self.line_per_document,
             validation=self.validation,
             validation_fraction=self.validation_fraction, seed=self.seed, limit=self.limit, task=self.task,
         )

@@ -58,7 +58,7 @@ def resolve_metric(task, data, requested: str) -> str:
 
 
 def setup(config, accelerator, data=None) -> Setup:
-    from tunelab.collate import effective_max_length, make_loader
+    from tunelab.collate import make_loader
     from tunelab.data import load_task_data
     from tunelab.modeling import load_model, load_tokenizer, resolve_model
     from tunelab.tasks import get_task
@@ -71,18 +71,25 @@ def setup(config, accelerator, data=None) -> Setup:
         what = "numeric labels (regression)" if data.is_regression else f"{data.task} data"
         raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has {what}; "
                            "drop --label-smoothing")
+    check_task_options(config, task)
     metric = resolve_metric(task, data, config.metric)
     weights = task.class_weights(data, config.class_weights)
     if weights:
         data.info["class_weights"] = weights  # recorded in config.yaml with what else was resolved
         logger.info("class weights: %s", ", ".join(f"{k} {v:.3g}" for k, v in list(weights.items())[:10]))
-    model_name = resolve_model(config.model)
+    # The task's own options travel in its settings (stored with checkpoints) and in config.yaml.
+    data.info.update({name: getattr(config, name) for name in task.options})
+    model_name = resolve_model(config.model or task.default_model)
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, task, data, from_scratch=config.from_scratch,
                        freeze_encoder=config.freeze_encoder, freeze_embeddings=config.freeze_embeddings)
-    max_length = effective_max_length(tokenizer, model.config, config.max_length)
+    if config.lora:
+        from tunelab.lora import LoraOptions, apply_lora
+
+        model = apply_lora(model, task.lora_task_type, LoraOptions(config.lora_r, config.lora_alpha,
+                                                                   config.lora_dropout, config.lora_target_modules))
+    max_length = block_length(config, task, tokenizer, model, model_name)
     settings = task.settings(spec, max_length, min(config.stride, max_length // 2), data)
-    settings.info["label_all_tokens"] = config.label_all_tokens
     if config.long_text != "auto" and not task.long_text:
         raise TunelabError(f"--long-text applies to classification; {data.task} reads every sentence whole, in "
                            "windows of --max-length pieces sharing --stride: drop --long-text")
@@ -118,6 +125,39 @@ def setup(config, accelerator, data=None) -> Setup:
                  batching, learning_rate, head_learning_rate)
 
 
+def check_task_options(config, task) -> None:
+    """Refuse an option set away from its default for a task that does not read it."""
+    from tunelab.tasks import registry
+    from tunelab.train.config import config_fields
+
+    fields = config_fields()
+    owners: dict[str, list[str]] = {}
+    for other in registry().values():
+        for name in other.options:
+            owners.setdefault(name, []).append(other.name)
+    problems = [f"--{name.replace('_', '-')} applies to {' and '.join(dict.fromkeys(tasks))}"
+                for name, tasks in owners.items()
+                if name not in task.options and getattr(config, name) != fields[name].default]
+    if config.block_size is not None and not task.reads_plain_text:
+        problems.append("--block-size applies to causal-lm and masked-lm (use --max-length)")
+    if problems:
+        raise TunelabError(f"{'; '.join(problems)}: drop {'it' if len(problems) == 1 else 'them'} for {task.name}")
+
+
+def block_length(config, task, tokenizer, model, model_name: str) -> int:
+    """The longest row in pieces: --max-length clamped to the model; for language models on plain text
+    --block-size when given, which must fit the model's context (a block is never cut)."""
+    from tunelab.collate import effective_max_length
+
+    if config.block_size is None:
+        return effective_max_length(tokenizer, model.config, config.max_length)
+    context = effective_max_length(tokenizer, model.config, None)
+    if config.block_size > context:
+        raise TunelabError(f"--block-size {config.block_size} is more than {model_name} takes ({context} positions); "
+                           f"use --block-size {context} or less")
+    return config.block_size
+
+
 def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator):
     """The collator that packs training rows, or None for padded batches. Packing needs a task labeled per
     token and a model that gives packed rows the outputs it gives them padded: checked here on a few
@@ -137,7 +177,7 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
     rows = [encoded[i] for i in dict.fromkeys(probe[:3] + probe[-1:])]
     pad = tokenizer.pad_token_id or 0
     for offset in dict.fromkeys((0, pad + 1)):
-        packer = PackingCollator(pad, position_offset=offset)
+        packer = PackingCollator(pad, position_offset=offset, causal=task.causal)
         if packing_matches(model, rows, packer, accelerator.autocast()):
             return packer
     what = f"{type(model).__name__} does not give packed rows the outputs it gives padded ones"
@@ -185,7 +225,7 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
     options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching,
                "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
                "head_learning_rate": s.head_learning_rate}
-    info = CardInfo(model=s.config.model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
+    info = CardInfo(model=s.config.model or s.task.default_model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
                     train_rows=len(s.data.train), validation_rows=len(s.data.validation),
                     label_counts=s.label_counts, options=options, metrics=metrics, step=step,
                     epoch=round(step / s.steps_per_epoch, 2), per_class=per_class or {},
@@ -196,8 +236,8 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
 def describe(s: Setup) -> str:
     """The hyperparameters a run trains with, defaults resolved: logged at its start."""
     c = s.config
-    rate = f"{s.learning_rate:g}" + ("" if c.learning_rate else f" (default for hidden size "
-                                     f"{getattr(s.model.config, 'hidden_size', '?')})")
+    default = "LoRA" if c.lora else f"hidden size {getattr(s.model.config, 'hidden_size', '?')}"
+    rate = f"{s.learning_rate:g}" + ("" if c.learning_rate else f" (default for {default})")
     parts = [f"learning rate {rate}, head {s.head_learning_rate:g}",
              f"{c.lr_scheduler} schedule after {s.warmup} warm-up steps", f"batch {c.batch_size}"
              + (f" x {c.grad_accum} accumulated" if c.grad_accum > 1 else ""),

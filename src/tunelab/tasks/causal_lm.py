@@ -1,0 +1,239 @@
+"""Causal language modeling: chat fine-tuning (SFT) and continued pre-training on plain text.
+
+The data's shape decides what is trained:
+- chat: a `messages` column of `{role, content}` turns, or `prompt` / `completion` columns (one user turn
+  and its answer). Each conversation is written with the model's chat template and the loss covers only the
+  assistant turns (their text and the template's end-of-turn tokens, so the model learns to stop);
+  `--train-on-prompt` covers every token. A model without a chat template gets plain `role: content` lines,
+  each answer ending with the end-of-text token, and a warning that says so.
+- plain text (a `text` column, .txt files or a folder of them): documents joined with the end-of-text token
+  between them and cut into blocks of `--block-size` tokens; every token is a target.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from tunelab.errors import TunelabError
+from tunelab.tasks.base import Settings
+from tunelab.tasks.language import LanguageModelTask, block_report, blocks, split_off_validation, text_frame, \
+    tokenize_documents
+
+if TYPE_CHECKING:
+    from tunelab.collate import Encoded
+    from tunelab.data import DataSpec, Splits, TaskData
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+class CausalLMTask(LanguageModelTask):
+    name = "causal-lm"
+    pipeline_tag = "text-generation"
+    architecture_suffix = "ForCausalLM"
+    endpoint = "/generate"
+    action = "Generate"
+    example = "Is this review positive or negative? A gripping, beautifully acted film."
+    column_options = ("text_column", "line_per_document", "messages_column", "prompt_column", "completion_column")
+    default_model = "smollm2"
+    lora_task_type = "CAUSAL_LM"
+    packs = True  # conversations have per-token labels: packed end to end, each attending only to itself
+    causal = True
+    options = ("train_on_prompt",)
+
+    # ------------------------------------------------------------ data
+    def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
+        columns = set(splits.train.columns)
+        return spec.messages_column in columns or {spec.prompt_column, spec.completion_column} <= columns
+
+    def data_format(self, spec: "DataSpec", frame: pd.DataFrame, where: str) -> str:
+        columns = list(frame.columns)
+        if spec.messages_column in columns:
+            return "chat"
+        if spec.prompt_column in columns and spec.completion_column in columns:
+            return "completion"
+        if spec.text_column in columns:
+            return "text"
+        raise TunelabError(
+            f"{where} has no '{spec.messages_column}' column (chat turns), no '{spec.prompt_column}' and "
+            f"'{spec.completion_column}' columns, and no '{spec.text_column}' column (plain text); columns found: "
+            f"{', '.join(columns[:10])}; name yours with --messages-column, --prompt-column and --completion-column, "
+            "or --text-column")
+
+    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
+        from tunelab.data import TaskData
+
+        kind = self.data_format(spec, splits.train, splits.train_where)
+        normalize = {"chat": lambda f, w: chat_frame(f, spec, w),
+                     "completion": lambda f, w: completion_frame(f, spec, w),
+                     "text": lambda f, w: text_frame(f, spec, w)}[kind]
+        train, validation = split_off_validation(splits.train, splits, spec, normalize)
+        return TaskData(train, validation, None, False, splits.name, task=self.name, info={"format": kind})
+
+    # ------------------------------------------------------------ model
+    def model_class(self):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
+
+    # ------------------------------------------------------------ batches
+    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool,
+               label_names=None) -> "Encoded":
+        from tunelab.collate import Encoded
+
+        kind = settings.info["format"]
+        where = "training" if training else "validation"
+        if kind == "text":
+            if tokenizer.eos_token_id is None:
+                raise TunelabError("the tokenizer has no end-of-text token to put between documents; use a causal "
+                                   "language model's tokenizer")
+            ids, _ = tokenize_documents(tokenizer, frame["text"].tolist(), tokenizer.eos_token_id)
+            rows = blocks(ids, settings.max_length)
+            logger.info(block_report(where, len(ids), sum(map(len, ids)), rows, settings.max_length))
+            return Encoded({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]},
+                           [list(r) for r in rows])
+        conversations = (frame["messages"].tolist() if kind == "chat" else
+                         [[{"role": "user", "content": p}, {"role": "assistant", "content": c}]
+                          for p, c in zip(frame["prompt"], frame["completion"])])
+        train_on_prompt = bool(settings.info.get("train_on_prompt"))
+        writer = ChatWriter(tokenizer)
+        if not writer.template:
+            logger.warning(writer.fallback_notice())
+        ids, labels = zip(*(writer.tokens(m, train_on_prompt) for m in conversations)) if conversations else ((), ())
+        return cut_rows(list(ids), list(labels), settings.max_length, where)
+
+    def aligned(self, logits, labels):
+        return logits[:, :-1], labels[:, 1:]
+
+
+# ---------------------------------------------------------------- reading
+
+
+def chat_frame(frame: pd.DataFrame, spec: "DataSpec", where: str) -> pd.DataFrame:
+    """The messages column as lists of {role, content}; a malformed row is refused with its number."""
+    from tunelab.data import drop_blank, select_columns
+
+    frame = select_columns(frame, [("--messages-column", spec.messages_column, "messages")], where)
+    frame = drop_blank(frame, where, ["messages"], None)
+    frame["messages"] = [check_messages(m, where, i + 1) for i, m in enumerate(frame["messages"])]
+    return frame
+
+
+def check_messages(value, where: str, row: int) -> list[dict]:
+    import json
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise TunelabError(f"{where}, row {row}: the messages are not a JSON list of {{role, content}} turns") \
+                from None
+    if isinstance(value, np.ndarray):  # Parquet lists
+        value = value.tolist()
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        raise TunelabError(f"{where}, row {row}: messages must be a list of {{role, content}} turns, got "
+                           f"{type(value).__name__}")
+    turns = []
+    for m in value:
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES:
+            raise TunelabError(f"{where}, row {row}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise TunelabError(f"{where}, row {row}: a {role} turn has no text content")
+        turns.append({"role": role, "content": content})
+    if not any(t["role"] == "assistant" for t in turns):
+        raise TunelabError(f"{where}, row {row}: no assistant turn, so nothing to learn from; add the answer as "
+                           "{\"role\": \"assistant\", \"content\": ...} or remove the row")
+    return turns
+
+
+def completion_frame(frame: pd.DataFrame, spec: "DataSpec", where: str) -> pd.DataFrame:
+    from tunelab.data import drop_blank, select_columns
+
+    frame = select_columns(frame, [("--prompt-column", spec.prompt_column, "prompt"),
+                                   ("--completion-column", spec.completion_column, "completion")], where)
+    frame = frame.assign(prompt=frame["prompt"].map(str), completion=frame["completion"].map(str))
+    return drop_blank(frame, where, ["prompt"], "completion")
+
+
+# ---------------------------------------------------------------- tokens and labels
+
+
+class ChatWriter:
+    """A conversation as token ids and labels: -100 (no loss) on everything but the assistant turns."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.template = bool(getattr(tokenizer, "chat_template", None))
+
+    def fallback_notice(self) -> str:
+        eos = self.tokenizer.eos_token or "(none)"
+        return ("the model has no chat template: each turn is written as a 'role: content' line and each answer "
+                f"ends with the end-of-text token {eos}; give a model with a chat template to train in its format")
+
+    def spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+        """The conversation's text and the character spans of its assistant turns (each with the template's
+        end-of-turn marks, found as the difference between the text up to the turn and the text before it)."""
+        render = self.tokenizer.apply_chat_template
+        if not self.template:
+            text, spans = "", []
+            for m in messages:
+                if m["role"] == "assistant":
+                    text += "assistant: "
+                    spans.append((len(text), len(text) + len(m["content"]) + len(self.tokenizer.eos_token or "")))
+                    text += m["content"] + (self.tokenizer.eos_token or "") + "\n"
+                else:
+                    text += f"{m['role']}: {m['content']}\n"
+            return text, spans
+        text = render(messages, tokenize=False)
+        spans = []
+        for k, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before = render(messages[:k], tokenize=False, add_generation_prompt=True) if k else ""
+            upto = render(messages[:k + 1], tokenize=False)
+            if upto.startswith(before) and text.startswith(upto):
+                spans.append((len(before), len(upto)))
+            else:  # a template that rewrites earlier turns: the answer's own text, found in order
+                start = text.find(m["content"], spans[-1][1] if spans else 0)
+                spans.append((start, start + len(m["content"])))
+        return text, spans
+
+    def tokens(self, messages: list[dict], train_on_prompt: bool = False) -> tuple[list[int], list[int]]:
+        from tunelab.collate import IGNORE
+
+        text, spans = self.spans(messages)
+        encoded = self.tokenizer(text, add_special_tokens=not self.template, return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])
+        if train_on_prompt:
+            return ids, list(ids)
+        labels = [t if any(a <= start < b for a, b in spans) else IGNORE
+                  for t, (start, _) in zip(ids, encoded["offset_mapping"])]
+        return ids, labels
+
+
+def cut_rows(ids: list[list[int]], labels: list[list[int]], max_length: int, where: str) -> "Encoded":
+    """Rows cut to `max_length` tokens (counted and said), and rows left with no target token dropped (said)."""
+    from tunelab.collate import IGNORE, Encoded
+
+    long = [len(r) for r in ids if len(r) > max_length]
+    if long:
+        logger.warning("%s: %d of %d conversations are longer than --max-length %d tokens and were cut to it "
+                       "(the longest has %d); raise --max-length to keep them whole", where, len(long), len(ids),
+                       max_length, max(long))
+    ids = [r[:max_length] for r in ids]
+    labels = [r[:max_length] for r in labels]
+    keep = [i for i, row in enumerate(labels) if any(t != IGNORE for t in row[1:])]
+    if len(keep) < len(ids):
+        if not keep:
+            raise TunelabError(f"{where}: no conversation has an answer token within --max-length {max_length}; "
+                               "raise --max-length")
+        logger.warning("%s: dropped %d of %d conversations whose answer starts after --max-length %d tokens; raise "
+                       "--max-length to keep them", where, len(ids) - len(keep), len(ids), max_length)
+    ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
+    return Encoded({"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids]}, labels)

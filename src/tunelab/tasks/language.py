@@ -1,0 +1,138 @@
+"""What the two language-model tasks share: reading unlabeled text, packing it into blocks, and scoring by
+validation loss and perplexity.
+
+Plain text is read as documents (a `text` column, .txt files, a folder of them); for training, documents are
+tokenized, joined with the end-of-text token between them and cut into blocks of `--block-size` tokens, so no
+position is padding and nothing is dropped (only the last block may be shorter).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tunelab.errors import TunelabError
+from tunelab.tasks.base import Scores, Task, in_row_order
+
+if TYPE_CHECKING:
+    import torch
+
+    from tunelab.data import DataSpec, Splits, TaskData
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("perplexity",)
+
+
+def text_frame(frame: pd.DataFrame, spec: "DataSpec", where: str) -> pd.DataFrame:
+    """The text column as a `text` frame, empty rows dropped (and counted)."""
+    from tunelab.data import drop_blank, select_columns
+
+    frame = select_columns(frame, [("--text-column", spec.text_column, "text")], where)
+    frame["text"] = frame["text"].map(lambda v: v if v is None else str(v))
+    return drop_blank(frame, where, ["text"], None)
+
+
+def split_off_validation(train: pd.DataFrame, splits: "Splits", spec: "DataSpec", normalize) -> tuple:
+    """(train, validation) frames normalized by `normalize(frame, where)`: the source's validation data, or
+    a seeded share of the training rows (whole documents or conversations, never cut across)."""
+    from tunelab.data import limit_rows, split_validation
+
+    train = limit_rows(normalize(train, splits.train_where), spec.limit, spec.seed)
+    if splits.validation is not None:
+        return train, normalize(splits.validation, splits.validation_where)
+    if len(train) < 2:
+        raise TunelabError(f"{splits.train_where} holds a single row; splitting off a validation set needs at least "
+                           "two, or pass --validation FILE")
+    return split_validation(train, spec)
+
+
+def blocks(documents: Sequence[list[int]], block_size: int) -> list[list[int]]:
+    """Token lists laid end to end and cut into blocks of `block_size`; only the last may be shorter
+    (kept when it holds at least two tokens, the least a next-token or masked prediction needs)."""
+    stream = [t for ids in documents for t in ids]
+    out = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
+    if out and len(out[-1]) < 2:
+        out.pop()
+    return out
+
+
+def tokenize_documents(tokenizer, texts: Sequence[str], separator: int | None, word_ids: bool = False):
+    """Each document's token ids (the tokenizer's own special tokens included), followed by `separator`
+    when given and not already last; with `word_ids`, each token's word number across all documents
+    (-1 for special tokens), for whole-word masking."""
+    ids_out, words_out, next_word = [], [], 0
+    for start in range(0, len(texts), 1000):
+        encoded = tokenizer(list(texts[start:start + 1000]), truncation=False, verbose=False)
+        for i, ids in enumerate(encoded["input_ids"]):
+            ids = list(ids)
+            words = []
+            if word_ids:
+                local = encoded.word_ids(i)
+                words = [-1 if w is None else next_word + w for w in local]
+                next_word += 1 + max((w for w in local if w is not None), default=-1)
+            if separator is not None and (not ids or ids[-1] != separator):
+                ids.append(separator)
+                words.append(-1)
+            ids_out.append(ids)
+            words_out.append(words)
+    return ids_out, words_out
+
+
+class LanguageModelTask(Task):
+    """The shared part of causal and masked language modeling: plain-text reading and perplexity."""
+
+    metrics = METRICS
+    reads_plain_text = True
+    column_options = ("text_column", "line_per_document")
+
+    def default_metric(self, data: "TaskData") -> str:
+        return "loss"
+
+    def model_kwargs(self, data: "TaskData") -> dict:
+        return {}
+
+    def class_weights(self, data, how):
+        if how != "none":
+            raise TunelabError(f"--class-weights applies to classification and multi-label data; drop it for "
+                               f"{data.task}")
+        return None
+
+    def outputs(self, logits: "torch.Tensor", batch: dict, accelerator) -> tuple:
+        """Each row's summed negative log-likelihood over its labeled tokens, and how many there are."""
+        import torch
+
+        from tunelab.collate import IGNORE, ROW_INDEX
+
+        logits, labels = self.aligned(logits, batch["labels"])
+        nll = torch.zeros(len(labels), dtype=torch.float64, device=labels.device)
+        for i in range(len(labels)):  # one row at a time: a batch's log-probabilities would be B x T x vocab
+            keep = labels[i] != IGNORE
+            if keep.any():
+                nll[i] = torch.nn.functional.cross_entropy(logits[i][keep].float(), labels[i][keep],
+                                                           reduction="sum").double()
+        counts = (labels != IGNORE).sum(dim=1)
+        return accelerator.gather_for_metrics((nll, counts, batch[ROW_INDEX]))
+
+    def aligned(self, logits, labels):
+        """Logits and the labels they predict (causal models predict the next token)."""
+        return logits, labels
+
+    def score(self, gathered, encoded, data) -> Scores:
+        nll, counts = in_row_order(gathered)
+        tokens = int(counts.sum())
+        loss = float(nll.sum() / max(tokens, 1))
+        return Scores({"loss": loss, "perplexity": float(math.exp(min(loss, 700)))}, {"tokens": tokens})
+
+
+def block_report(kind: str, documents: int, tokens: int, rows: list[list[int]], block_size: int) -> str:
+    return (f"{kind}: {documents:,} documents, {tokens:,} tokens in {len(rows):,} blocks of {block_size}"
+            + (f" (the last holds {len(rows[-1])})" if rows and len(rows[-1]) != block_size else ""))
+
+
+def per_row_counts(values: np.ndarray) -> str:
+    return ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")

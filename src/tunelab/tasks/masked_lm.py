@@ -1,0 +1,127 @@
+"""Masked language modeling: adapt an encoder to a domain's unlabeled text before classifying with it.
+
+Documents (a `text` column of any file, labeled or not; .txt files; a folder of them) are tokenized with
+the model's special tokens, laid end to end and cut into blocks of `--block-size` pieces. Training batches
+are masked as they are drawn (a new mask every epoch): `--mlm-probability` of the pieces, or of the words
+with `--whole-word-mask`, become targets; of those 80% are replaced by the mask token, 10% by a random
+token and 10% left as they are (BERT's recipe). Validation blocks are masked once, with a fixed seed, so
+every evaluation scores the same targets.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import torch
+
+from tunelab.errors import TunelabError
+from tunelab.tasks.base import Settings
+from tunelab.tasks.language import LanguageModelTask, block_report, blocks, split_off_validation, text_frame, \
+    tokenize_documents
+
+if TYPE_CHECKING:
+    from tunelab.collate import Encoded
+    from tunelab.data import DataSpec, Splits, TaskData
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_SEED = 1234  # the validation mask: the same targets at every evaluation and in every run
+
+
+class MaskedLMTask(LanguageModelTask):
+    name = "masked-lm"
+    pipeline_tag = "fill-mask"
+    architecture_suffix = "ForMaskedLM"
+    endpoint = "/fill-mask"
+    action = "Fill"
+    example = "A gripping, beautifully acted [MASK]."
+    options = ("mlm_probability", "whole_word_mask")
+
+    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
+        from tunelab.data import TaskData
+
+        train, validation = split_off_validation(splits.train, splits, spec, lambda f, w: text_frame(f, spec, w))
+        return TaskData(train, validation, None, False, splits.name, task=self.name, info={"format": "text"})
+
+    def model_class(self):
+        from transformers import AutoModelForMaskedLM
+
+        return AutoModelForMaskedLM
+
+    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool,
+               label_names=None) -> "Encoded":
+        from tunelab.collate import Encoded
+
+        if tokenizer.mask_token_id is None:
+            raise TunelabError("the tokenizer has no mask token, so it cannot be trained by masking; use an "
+                               "encoder such as BERT, RoBERTa or MPNet for --task masked-lm")
+        ids, words = tokenize_documents(tokenizer, frame["text"].tolist(), None, word_ids=True)
+        rows = blocks(ids, settings.max_length)
+        word_rows = blocks(words, settings.max_length)[:len(rows)]
+        where = "training" if training else "validation"
+        logger.info(block_report(where, len(ids), sum(map(len, ids)), rows, settings.max_length))
+        features = {"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows], "word_ids": word_rows}
+        if training:
+            return Encoded(features, None)  # masked batch by batch by the collator
+        masker = self.collator(tokenizer, None, settings)
+        generator = torch.Generator().manual_seed(VALIDATION_SEED)
+        masked, labels = [], []
+        for ids_row, words_row in zip(rows, word_rows):
+            row_ids, row_labels = masker.mask(torch.tensor([ids_row]), torch.tensor([words_row]), generator)
+            masked.append(row_ids[0].tolist())
+            labels.append(row_labels[0].tolist())
+        return Encoded({**features, "input_ids": masked}, labels)
+
+    def collator(self, tokenizer, data: "TaskData | None" = None, settings: Settings | None = None):
+        info = (settings.info if settings else data.info if data else {}) or {}
+        return MaskingCollator(tokenizer.pad_token_id or 0, tokenizer.mask_token_id, len(tokenizer),
+                               tuple(tokenizer.all_special_ids), float(info.get("mlm_probability", 0.15)),
+                               bool(info.get("whole_word_mask", False)))
+
+
+@dataclass
+class MaskingCollator:
+    """Pad a batch, then mask the rows that carry no labels yet (training rows; validation rows were
+    masked once when encoded)."""
+
+    pad_token_id: int
+    mask_token_id: int
+    vocab_size: int
+    special_ids: tuple[int, ...]
+    probability: float = 0.15
+    whole_word: bool = False
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        from tunelab.collate import IGNORE, Collator
+
+        batch = Collator(self.pad_token_id)(rows)
+        if "labels" in batch:
+            return batch
+        width = batch["input_ids"].shape[1]
+        words = torch.tensor([r["word_ids"] + [-1] * (width - len(r["word_ids"])) for r in rows])
+        batch["input_ids"], batch["labels"] = self.mask(batch["input_ids"], words, None)
+        batch["labels"][batch["attention_mask"] == 0] = IGNORE
+        return batch
+
+    def mask(self, ids: torch.Tensor, words: torch.Tensor, generator: torch.Generator | None):
+        """(masked ids, labels): the chosen targets keep their id as label, every other position -100."""
+        from tunelab.collate import IGNORE
+
+        special = torch.isin(ids, torch.tensor(self.special_ids)) | (words < 0)
+        if self.whole_word:
+            # One draw per word; each piece takes its word's draw, so a word is a target whole or not at all.
+            draws = torch.rand(int(words.max()) + 2, generator=generator)
+            chosen = draws[words.clamp(min=0)] < self.probability
+        else:
+            chosen = torch.rand(ids.shape, generator=generator) < self.probability
+        chosen &= ~special
+        labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
+        how = torch.rand(ids.shape, generator=generator)
+        masked = ids.clone()
+        masked[chosen & (how < 0.8)] = self.mask_token_id
+        swap = chosen & (how >= 0.8) & (how < 0.9)
+        masked[swap] = torch.randint(self.vocab_size, ids.shape, generator=generator)[swap]
+        return masked, labels
