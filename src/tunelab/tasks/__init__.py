@@ -30,11 +30,11 @@ def registry() -> dict[str, "Task"]:
     from tunelab.tasks.token_classification import TokenClassificationTask
 
     return {
+        "causal-lm": CausalLMTask(),  # claims chat data (a messages column, or prompt and completion columns)
         "token-classification": TokenClassificationTask(),
         "multi-label": MultiLabelTask(),
         "classification": ClassificationTask(),
         "regression": ClassificationTask(regression=True),
-        "causal-lm": CausalLMTask(),  # claims chat data (a messages column, or prompt and completion columns)
         "masked-lm": MaskedLMTask(),  # never claims data: unlabeled text is named with --task
     }
 
