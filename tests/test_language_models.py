@@ -354,3 +354,82 @@ def test_a_language_model_option_on_a_classifier_is_refused(tiny_bert, sentiment
                   "--output", tmp_path / "r", "--no-progress"], capsys)
     assert line == ("error: --train-on-prompt applies to causal-lm; --whole-word-mask applies to masked-lm: drop them "
                     "for classification")
+
+
+# ---------------------------------------------------------------- evaluation by generated answers, resume
+
+
+def test_eval_generate_scores_greedy_answers_and_keeps_samples(tiny_llama, tmp_path):
+    from tunelab.train import TrainConfig, train
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(40))
+    result = train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, output=str(tmp_path / "run"), epochs=2,
+                               batch_size=8, learning_rate=5e-3, eval_generate=3, metric="exact_match",
+                               progress=False))
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    evaluations = [r for r in result.history if "eval_loss" in r]
+    assert [s["step"] for s in samples] == [e["step"] for e in evaluations for _ in range(3)]
+    references = [row["messages"][-1]["content"] for row in chat_rows(40)]
+    for evaluation in evaluations:
+        mine = [s for s in samples if s["step"] == evaluation["step"]]
+        assert all(s["reference"] in references for s in mine)
+        assert evaluation["eval_exact_match"] == pytest.approx(sum(s["answer"] == s["reference"] for s in mine) / 3)
+        assert evaluation["eval_token_f1"] == pytest.approx(sum(s["token_f1"] for s in mine) / 3)
+    assert result.metric == "exact_match"
+
+
+def test_token_f1_and_exact_match_normalize_case_and_punctuation():
+    from tunelab.tasks.causal_lm import exact_match, normalize, token_f1
+
+    assert normalize("  Positive! ") == normalize("positive") == "positive"
+    assert exact_match("Positive.", "positive") == 1.0
+    assert exact_match("", "negative") == exact_match("positive review", "positive") == 0.0
+    assert token_f1("the film is good", "good film") == pytest.approx(2 * (2 / 4) * 1.0 / (2 / 4 + 1.0))
+    assert token_f1("bad", "good") == 0.0 and token_f1("", "") == 1.0
+
+
+def test_generation_metrics_need_chat_data_and_eval_generate(tiny_llama, tmp_path, capsys):
+    text = tmp_path / "docs.txt"
+    text.write_text("once upon a time\n\nthe movie was good\n\nvery dull\n", encoding="utf-8")
+    line = fails(["train", "--task", "causal-lm", "--model", tiny_llama, "--data", text, "--eval-generate", "2",
+                  "--output", tmp_path / "r", "--no-progress"], capsys)
+    assert line == ("error: --eval-generate answers chat prompts, but the data is plain text; drop --eval-generate "
+                    "(plain text is scored by perplexity)")
+    chat = write_jsonl(tmp_path / "chat.jsonl", chat_rows(10))
+    line = fails(["train", "--task", "causal-lm", "--model", tiny_llama, "--data", chat, "--metric", "exact_match",
+                  "--output", tmp_path / "r", "--no-progress"], capsys)
+    assert line == ("error: --metric exact_match is not reported for causal-lm without --eval-generate N (answers "
+                    "generated for N validation prompts); use one of loss, perplexity")
+
+
+def test_language_model_checkpoints_point_predict_elsewhere(lora_run, capsys):
+    line = fails(["predict", lora_run.best_dir, "the movie"], capsys)
+    assert line == ('error: this checkpoint is a causal-lm model, which tunelab predict, evaluate and serve do not '
+                    'read; generate with it: tunelab generate CHECKPOINT "a prompt", or serve it: tunelab serve '
+                    '--generator CHECKPOINT')
+    code, out, err = run_cli(["generate", lora_run.best_dir, "the movie is it ?", "--greedy", "--max-new-tokens", "2"],
+                             capsys)
+    assert code == 0, err
+
+
+def test_a_lora_run_resumes_to_the_same_adapter(tiny_llama, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from tunelab.train import TrainConfig, resume_config, train
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(48))
+    straight = tmp_path / "straight"
+    train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, lora=True, output=str(straight), epochs=2,
+                      batch_size=8, learning_rate=5e-3, progress=False))
+    assert [p.name for p in (straight / "state").glob("step-*")] == ["step-00000006"]  # the first epoch's end
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "last")
+    train(resume_config(resumed), resume=True)
+    a = load_file(straight / "last" / "adapter" / "adapter_model.safetensors")
+    b = load_file(resumed / "last" / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)

@@ -70,6 +70,7 @@ class Predictor:
         try:
             config = AutoConfig.from_pretrained(path)
             task = task_for_config(config)
+            task.check_predictable()  # before the slow load: language models are read elsewhere
             model = task.model_class().from_pretrained(path, config=config)
         except (OSError, ValueError) as exc:
             raise TunelabError(f"could not load the model in {path}: {str(exc).splitlines()[0]}") from None

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, tuple(m.exceptions.ClickException for m in clicks)):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, tuple(m.exceptions.Abort for m in clicks)):
+        aborts = tuple(a for m in clicks for a in (getattr(m.exceptions, "Abort", None), getattr(m, "Abort", None)) if a)
+        if isinstance(exc, aborts):
             return 1
         raise
     return 0

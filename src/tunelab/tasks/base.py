@@ -70,6 +70,17 @@ class Task:
     def default_metric(self, data: "TaskData") -> str:
         raise NotImplementedError
 
+    def reported_metrics(self, data: "TaskData") -> tuple[str, ...]:
+        """What its evaluations of this data report (besides loss): what --metric may name."""
+        return tuple(self.metrics)
+
+    def metric_hint(self, metric: str) -> str:
+        """What would make --metric `metric` reported, when an option would (said with the refusal)."""
+        return ""
+
+    def check_options(self, data: "TaskData") -> None:
+        """Refuse the task's options (in data.info) that do not fit the data."""
+
     def label_counts(self, data: "TaskData") -> dict[str, int]:
         """How often each label occurs in the training data (for the model card); empty when not countable."""
         return {}
@@ -111,6 +122,11 @@ class Task:
                                f"{data.task}")
         return None
 
+    def sampled(self, model, tokenizer, data: "TaskData", settings: Settings) -> tuple[dict, list[dict]]:
+        """Metrics an evaluation gets by running the model on validation inputs (causal LM: generated answers),
+        and the samples to show; nothing by default."""
+        return {}, []
+
     def checkpoint_config(self, scores: Scores) -> dict:
         """Config attributes a checkpoint saved after this evaluation carries (multi-label: its thresholds)."""
         return {}
@@ -133,6 +149,9 @@ class Task:
         return {0: "batch"}
 
     # ------------------------------------------------------------ prediction
+    def check_predictable(self) -> None:
+        """Refuse, with what to use instead, when tunelab predict / evaluate / serve cannot read its checkpoints."""
+
     def predict(self, predictor, inputs: Sequence, pairs: Sequence[str] | None = None) -> list:
         raise NotImplementedError
 

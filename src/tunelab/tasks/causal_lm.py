@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant", "tool")
+GENERATED = ("exact_match", "token_f1")  # what --eval-generate adds to an evaluation
 
 
 class CausalLMTask(LanguageModelTask):
@@ -41,10 +42,13 @@ class CausalLMTask(LanguageModelTask):
     example = "Is this review positive or negative? A gripping, beautifully acted film."
     column_options = ("text_column", "line_per_document", "messages_column", "prompt_column", "completion_column")
     default_model = "smollm2"
+    use_instead = ("generate with it: tunelab generate CHECKPOINT \"a prompt\", or serve it: tunelab serve "
+                   "--generator CHECKPOINT")
     lora_task_type = "CAUSAL_LM"
     packs = True  # conversations have per-token labels: packed end to end, each attending only to itself
     causal = True
-    options = ("train_on_prompt",)
+    options = ("train_on_prompt", "eval_generate")
+    metrics = ("perplexity", "exact_match", "token_f1")
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
@@ -75,6 +79,28 @@ class CausalLMTask(LanguageModelTask):
         train, validation = split_off_validation(splits.train, splits, spec, normalize)
         return TaskData(train, validation, None, False, splits.name, task=self.name, info={"format": kind})
 
+    def reported_metrics(self, data: "TaskData") -> tuple[str, ...]:
+        return self.metrics if data.info.get("eval_generate") else ("perplexity",)
+
+    def metric_hint(self, metric: str) -> str:
+        return " without --eval-generate N (answers generated for N validation prompts)" if metric in GENERATED else ""
+
+    def check_options(self, data: "TaskData") -> None:
+        if data.info.get("eval_generate") and data.info.get("format") == "text":
+            raise TunelabError("--eval-generate answers chat prompts, but the data is plain text; drop "
+                               "--eval-generate (plain text is scored by perplexity)")
+
+    def sampled(self, model, tokenizer, data: "TaskData", settings: Settings) -> tuple[dict, list[dict]]:
+        """Greedy answers to the first --eval-generate validation prompts, scored against the references."""
+        count = int(settings.info.get("eval_generate") or 0)
+        if not count:
+            return {}, []
+        writer = ChatWriter(tokenizer)
+        samples = [answer(model, tokenizer, writer, messages, settings.max_length)
+                   for messages in conversations(data.validation.head(count), settings.info["format"])]
+        return {"exact_match": float(np.mean([s["exact_match"] for s in samples])),
+                "token_f1": float(np.mean([s["token_f1"] for s in samples]))}, samples
+
     # ------------------------------------------------------------ model
     def model_class(self):
         from transformers import AutoModelForCausalLM
@@ -97,14 +123,12 @@ class CausalLMTask(LanguageModelTask):
             logger.info(block_report(where, len(ids), sum(map(len, ids)), rows, settings.max_length))
             return Encoded({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]},
                            [list(r) for r in rows])
-        conversations = (frame["messages"].tolist() if kind == "chat" else
-                         [[{"role": "user", "content": p}, {"role": "assistant", "content": c}]
-                          for p, c in zip(frame["prompt"], frame["completion"])])
+        rows = conversations(frame, kind)
         train_on_prompt = bool(settings.info.get("train_on_prompt"))
         writer = ChatWriter(tokenizer)
         if not writer.template:
             logger.warning(writer.fallback_notice())
-        ids, labels = zip(*(writer.tokens(m, train_on_prompt) for m in conversations)) if conversations else ((), ())
+        ids, labels = zip(*(writer.tokens(m, train_on_prompt) for m in rows)) if rows else ((), ())
         return cut_rows(list(ids), list(labels), settings.max_length, where)
 
     def aligned(self, logits, labels):
@@ -112,6 +136,14 @@ class CausalLMTask(LanguageModelTask):
 
 
 # ---------------------------------------------------------------- reading
+
+
+def conversations(frame: pd.DataFrame, kind: str) -> list[list[dict]]:
+    """Chat rows as turns; prompt / completion rows as one user turn and its answer."""
+    if kind == "chat":
+        return frame["messages"].tolist()
+    return [[{"role": "user", "content": p}, {"role": "assistant", "content": c}]
+            for p, c in zip(frame["prompt"], frame["completion"])]
 
 
 def chat_frame(frame: pd.DataFrame, spec: "DataSpec", where: str) -> pd.DataFrame:
@@ -204,6 +236,14 @@ class ChatWriter:
                 spans.append((start, start + len(m["content"])))
         return text, spans
 
+    def prompt(self, messages: list[dict]) -> list[int]:
+        """The token ids that ask for the next assistant turn after `messages`."""
+        if self.template:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+        return list(self.tokenizer(text)["input_ids"])
+
     def tokens(self, messages: list[dict], train_on_prompt: bool = False) -> tuple[list[int], list[int]]:
         from tunelab.collate import IGNORE
 
@@ -215,6 +255,51 @@ class ChatWriter:
         labels = [t if any(a <= start < b for a, b in spans) else IGNORE
                   for t, (start, _) in zip(ids, encoded["offset_mapping"])]
         return ids, labels
+
+
+def answer(model, tokenizer, writer: ChatWriter, messages: list[dict], max_length: int) -> dict:
+    """The model's greedy answer to a conversation's last prompt, with its reference and scores."""
+    import torch
+
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    reference = messages[last]["content"]
+    prompt = writer.prompt(messages[:last])
+    room = len(tokenizer(reference, add_special_tokens=False)["input_ids"]) + 16
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        ids = torch.tensor([prompt[-max_length:]])
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=room,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    model.train(was_training)
+    text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    return {"prompt": messages[last - 1]["content"] if last else "", "reference": reference, "answer": text,
+            "exact_match": exact_match(text, reference), "token_f1": token_f1(text, reference)}
+
+
+def exact_match(answer: str, reference: str) -> float:
+    return float(normalize(answer) == normalize(reference))
+
+
+def normalize(text: str) -> str:
+    """Lowercase, punctuation off, spaces collapsed (SQuAD's answer normalization, without dropping articles)."""
+    import re
+
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def token_f1(answer: str, reference: str) -> float:
+    """F1 of the words the answer shares with the reference (as counted multisets)."""
+    from collections import Counter
+
+    got, want = normalize(answer).split(), normalize(reference).split()
+    common = sum((Counter(got) & Counter(want)).values())
+    if not got or not want:
+        return float(got == want)
+    if not common:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
 
 
 def cut_rows(ids: list[list[int]], labels: list[list[int]], max_length: int, where: str) -> "Encoded":

@@ -118,6 +118,12 @@ class LanguageModelTask(Task):
         counts = (labels != IGNORE).sum(dim=1)
         return accelerator.gather_for_metrics((nll, counts, batch[ROW_INDEX]))
 
+    use_instead = ""  # what to run instead of predict / evaluate / serve on its checkpoints
+
+    def check_predictable(self) -> None:
+        raise TunelabError(f"this checkpoint is a {self.name} model, which tunelab predict, evaluate and serve do "
+                           f"not read; {self.use_instead}")
+
     def aligned(self, logits, labels):
         """Logits and the labels they predict (causal models predict the next token)."""
         return logits, labels

@@ -39,6 +39,8 @@ class MaskedLMTask(LanguageModelTask):
     action = "Fill"
     example = "A gripping, beautifully acted [MASK]."
     options = ("mlm_probability", "whole_word_mask")
+    use_instead = ("fine-tune a classifier from it: tunelab train --model CHECKPOINT --data labeled.csv, or fill "
+                   "masks with transformers: pipeline(\"fill-mask\", model=CHECKPOINT)")
 
     def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
         from tunelab.data import TaskData

@@ -59,6 +59,9 @@ class TrainConfig:
     completion_column: str = option("completion", "Causal LM: the completion column of prompt / completion data.")
     train_on_prompt: bool = option(False, "Causal LM, chat data: compute the loss on every token, not only on the "
                                    "assistant's answers.")
+    eval_generate: int = option(0, "Causal LM, chat data: at each evaluation also answer the first N validation "
+                                "prompts greedily: exact match and token F1 against the references (--metric "
+                                "exact_match picks best/ by them), samples in samples.jsonl.")
     line_per_document: bool = option(False, "Language models, .txt files: each line is a document (default: "
                                      "blocks separated by blank lines).")
     block_size: int | None = option(None, "Language models, plain text: tokens per training block (documents are "
@@ -147,6 +150,8 @@ class TrainConfig:
         for name in ("lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.eval_generate < 0:
+            problems.append(f"--eval-generate must not be negative, got {self.eval_generate}")
         if self.block_size is not None and self.block_size < 2:
             problems.append(f"--block-size must be at least 2, got {self.block_size}")
         if not 0 < self.mlm_probability < 1:

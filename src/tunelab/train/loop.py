@@ -172,6 +172,11 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
         eval_started = time.perf_counter()
         epoch = state.step / s.steps_per_epoch
         metrics, scores = evaluate_loader(s.model, s.val_loader, accelerator, s.task, s.data, s.val_encoded)
+        # Every process computes these (the same rows), so all of them agree on whether best/ improved.
+        generated, samples = s.task.sampled(accelerator.unwrap_model(s.model), s.tokenizer, s.data, s.settings)
+        metrics.update(generated)
+        if samples and main:
+            write_samples(run_dir, state.step, samples)
         log({"step": state.step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
         if main:
             message = f"step {state.step} (epoch {epoch:.2f}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
@@ -243,6 +248,15 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
     progress.close()
     elapsed = time.perf_counter() - started
     return finish(s, run_dir, state, history, elapsed, eval_seconds, seen_before)
+
+
+def write_samples(run_dir: Path, step: int, samples: list[dict]) -> None:
+    """Append an evaluation's generated answers to samples.jsonl; log the first three."""
+    for sample in samples:
+        append_jsonl(run_dir / "samples.jsonl", {"step": step, **sample})
+    for sample in samples[:3]:
+        logger.info("sample at step %d: %r -> %r (reference %r)", step, sample["prompt"][-80:], sample["answer"],
+                    sample["reference"])
 
 
 def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elapsed: float, eval_seconds: float,

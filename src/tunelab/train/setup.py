@@ -51,9 +51,11 @@ def resolve_metric(task, data, requested: str) -> str:
     """The metric that picks best/: the one asked for, or the task's default."""
     if requested == "auto":
         return task.default_metric(data)
-    allowed = ("loss",) + tuple(task.metrics)
+    allowed = ("loss",) + tuple(task.reported_metrics(data))
     if requested not in allowed:
-        raise TunelabError(f"--metric {requested} is not reported for {data.task}; use one of {', '.join(allowed)}")
+        extra = task.metric_hint(requested)
+        raise TunelabError(f"--metric {requested} is not reported for {data.task}{extra}; use one of "
+                           f"{', '.join(allowed)}")
     return requested
 
 
@@ -72,13 +74,14 @@ def setup(config, accelerator, data=None) -> Setup:
         raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has {what}; "
                            "drop --label-smoothing")
     check_task_options(config, task)
+    # The task's own options travel in its settings (stored with checkpoints) and in config.yaml.
+    data.info.update({name: getattr(config, name) for name in task.options})
+    task.check_options(data)
     metric = resolve_metric(task, data, config.metric)
     weights = task.class_weights(data, config.class_weights)
     if weights:
         data.info["class_weights"] = weights  # recorded in config.yaml with what else was resolved
         logger.info("class weights: %s", ", ".join(f"{k} {v:.3g}" for k, v in list(weights.items())[:10]))
-    # The task's own options travel in its settings (stored with checkpoints) and in config.yaml.
-    data.info.update({name: getattr(config, name) for name in task.options})
     model_name = resolve_model(config.model or task.default_model)
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, task, data, from_scratch=config.from_scratch,
