@@ -14,12 +14,16 @@ gain in a server, whatever its HTTP stack.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import random
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import read_tsv  # noqa: E402
 
 
 def main() -> None:
@@ -36,8 +40,7 @@ def main() -> None:
     from tunelab.collate import encode, prediction_batches
     from tunelab.predict import load
 
-    with open(args.texts, encoding="utf-8") as handle:
-        texts = [row[args.text_column] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    (texts,) = read_tsv(args.texts, args.text_column)
     rng = random.Random(0)
     groups = [rng.sample(texts, args.group_size) for _ in range(args.groups)]
     rows = args.groups * args.group_size

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_table  # noqa: E402
+from common import write_result  # noqa: E402
+from tables import print_table  # noqa: E402
 
 
 def main() -> None:
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="steps per variant per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", help="the result file (default bench/results/clip.json)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,9 +78,8 @@ def main() -> None:
     print(f"threads {torch.get_num_threads()}, {len(batches)} SST-2 batches of 16 x {args.rounds} rounds, "
           f"{sum(p.numel() for p in params) / 1e6:.1f}M trained parameters; clipping bound on "
           f"{sum(n > 1.0 for n in norms) / len(norms):.0%} of its steps (median norm {statistics.median(norms):.1f})")
-    print_table(table, [("variant", "variant", ""), ("ms", "ms per step (median)", ".1f"),
-                        ("ratio", "vs no clipping", ".2f")])
-
+    print_table("clip", table)
+    print("results:", write_result("clip", table, args.out, rounds=args.rounds))
 
 if __name__ == "__main__":
     main()

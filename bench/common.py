@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: matmul peak, model FLOPs, peak memory, child runs, result files."""
+"""Helpers shared by the benchmarks: matmul peak, model FLOPs, peak memory, child runs, result files
+(tables.py prints and renders the tables)."""
 
 from __future__ import annotations
 
@@ -52,14 +53,15 @@ def run_child(script: str, args: list[str], env: dict | None = None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-    """columns: (key, header, format)."""
-    header = " | ".join(h for _, h, _ in columns)
-    print(f"| {header} |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for row in rows:
-        cells = [format(row[k], f) if isinstance(row.get(k), (int, float)) else str(row.get(k, "")) for k, _, f in columns]
-        print(f"| {' | '.join(cells)} |")
+def read_tsv(path: str, *columns: str | None) -> list[list[str] | None]:
+    """Columns of a GLUE-style TSV (tab separated, no quoting), read the way tunelab reads it; None for a column
+    not asked for (None)."""
+    from pathlib import Path
+
+    from tunelab.data import read_file
+
+    frame = read_file(Path(path))
+    return [frame[c].tolist() if c else None for c in columns]
 
 
 def add_side_by_side_options(parser, data: str) -> None:

@@ -14,7 +14,6 @@ list of inputs, as its documentation shows.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -24,18 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import forward_flops, matmul_peak_gflops, peak_rss_mb, print_table, run_child  # noqa: E402
+from common import forward_flops, matmul_peak_gflops, peak_rss_mb, read_tsv, run_child, write_result  # noqa: E402
+from tables import print_table  # noqa: E402
 
 VARIANTS = {"pipeline": "transformers.pipeline", "torch": "tunelab predict (PyTorch fp32)",
             "onnx": "tunelab predict --backend onnx (int8)"}
 
 
 def read(args):
-    with open(args.data, encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    texts = [r[args.text_column] for r in rows]
-    pairs = [r[args.text_pair_column] for r in rows] if args.text_pair_column else None
-    return texts, pairs, [r[args.label_column] for r in rows]
+    """(texts, pairs or None, labels)."""
+    return read_tsv(args.data, args.text_column, args.text_pair_column, args.label_column)
 
 
 def best_time(call, repeats: int):
@@ -89,7 +86,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per variant; the fastest counts")
     parser.add_argument("--variant", choices=list(VARIANTS))
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="the result file (default bench/results/predict.json)")
     args = parser.parse_args()
     if args.variant:
         print(json.dumps(run_variant(args)))
@@ -112,15 +109,9 @@ def main() -> None:
         row["accuracy_change"] = (row["accuracy"] - rows[1]["accuracy"]) * 100
         row["agreement"] = sum(a == b for a, b in zip(row["predicted"], rows[1]["predicted"])) / row["rows"]
     print(f"threads {rows[0]['threads']}, fp32 matmul peak {peak:.1f} GFLOP/s, {rows[0]['rows']} rows of {args.data}")
-    print_table(rows, [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),
-                       ("speedup", "vs pipeline", ".2f"), ("accuracy", "accuracy", ".4f"),
-                       ("accuracy_change", "vs fp32 (points)", "+.2f"), ("agreement", "same as fp32", ".1%"),
-                       ("model_gflops", "model GFLOP/s", ".1f"),
-                       ("mfu", "MFU", ".1%"), ("peak_rss_mb", "peak RSS MB", ".0f")])
-    if args.out:
-        rows = [{k: v for k, v in row.items() if k != "predicted"} for row in rows]
-        Path(args.out).write_text(json.dumps({"peak_gflops": peak, "rows": rows}, indent=2))
-
+    rows = [{k: v for k, v in row.items() if k != "predicted"} for row in rows]
+    print_table("predict", rows)
+    print("results:", write_result("predict", rows, args.out, peak_gflops=peak, data=args.data))
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import re
@@ -25,8 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from tunelab.errors import TunelabError
-from tunelab.serve import wait_until_healthy
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import read_tsv, write_result  # noqa: E402
+from tables import print_table  # noqa: E402
+from tunelab.errors import TunelabError  # noqa: E402
+from tunelab.serve import wait_until_healthy  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only
 
@@ -121,10 +124,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5)
     parser.add_argument("--backend", default="torch")
-    parser.add_argument("--out")
+    parser.add_argument("--out", help="the result file (default bench/results/serve.json)")
     args = parser.parse_args()
-    with open(args.texts, encoding="utf-8") as handle:
-        texts = [row[args.text_column] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    (texts,) = read_tsv(args.texts, args.text_column)
 
     rows = []
     for name, batch, wait in (("batched", args.batch_size, args.max_wait_ms), ("batch size 1", 1, 0)):
@@ -143,14 +145,8 @@ def main() -> None:
         rows.append(result)
     rows[0]["speedup"], rows[1]["speedup"] = rows[0]["requests_per_s"] / rows[1]["requests_per_s"], 1.0
     print(f"{args.clients} concurrent clients, {args.requests} requests per mode, one text each, {args.backend}")
-    print("| mode | sent | received | errors | requests/s | vs batch 1 | p50 ms | p95 ms | p99 ms | mean batch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['mode']} | {r['sent']} | {r['received']} | {r['errors']} | {r['requests_per_s']:.1f} | "
-              f"{r['speedup']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['mean_batch']:.1f} |")
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
-
+    print_table("serve", rows)
+    print("results:", write_result("serve", rows, args.out, clients=args.clients, backend=args.backend))
 
 if __name__ == "__main__":
     main()
