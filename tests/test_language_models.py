@@ -433,3 +433,29 @@ def test_a_lora_run_resumes_to_the_same_adapter(tiny_llama, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_eval_before_scores_the_pretrained_model_token_weighted(tiny_llama, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.train import TrainConfig, train
+
+    text, validation = tmp_path / "docs.txt", tmp_path / "valid.txt"
+    text.write_text("once upon a time the movie was good\n\nthe plot was dull and boring\n\nvery weak story\n" * 6)
+    validation.write_text("the movie was good\n\nthe plot was very dull\n\nfine film once upon a time\n")
+    result = train(TrainConfig(data=str(text), validation=str(validation), task="causal-lm", model=tiny_llama,
+                               output=str(tmp_path / "run"), epochs=1, block_size=8, eval_before=True, progress=False))
+    first = [r for r in result.history if "eval_loss" in r][0]
+    assert first["step"] == 0
+    # By hand: the validation stream in blocks of 8; each block predicts its next 7 tokens.
+    tokenizer, model = tokenizer_of(tiny_llama), AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    stream = [t for doc in ("the movie was good", "the plot was very dull", "fine film once upon a time")
+              for t in tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]]
+    total, count = 0.0, 0
+    for start in range(0, len(stream), 8):
+        block = torch.tensor([stream[start:start + 8]])
+        with torch.no_grad():
+            loss = model(block, labels=block).loss
+        total, count = total + float(loss) * (block.shape[1] - 1), count + block.shape[1] - 1
+    assert first["eval_loss"] == pytest.approx(total / count, rel=1e-5)
+    assert first["eval_perplexity"] == pytest.approx(float(torch.exp(torch.tensor(total / count))), rel=1e-5)

@@ -112,6 +112,8 @@ class TrainConfig:
                                     "common; 0 disables).", sweep="label-smoothings")
     seed: int = option(42, "Random seed.")
     eval_every: int | None = option(None, "Evaluate every N steps (default: every epoch).")
+    eval_before: bool = option(False, "Evaluate once before the first step too: the pretrained model's validation "
+                               "figures (perplexity before fine-tuning) in metrics.jsonl at step 0.")
     logging_steps: int = option(50, "Log the training loss every N steps.", on_resume=True)
     metric: str = option("auto", "Metric that picks best/: accuracy, f1, mcc, precision, recall, loss, pearson, "
                          "spearman, mse, micro_f1, macro_f1, subset_accuracy (and their _tuned forms) (auto: "

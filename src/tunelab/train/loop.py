@@ -229,6 +229,8 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
     seen_before = state.seen  # rows trained before a resume do not count towards this process's speed
     s.model.train()
     stop = False
+    if config.eval_before and state.step == 0 and not resume:
+        evaluate_and_keep()  # the starting point; best/ keeps it unless training improves on it
     for step in optimizer_steps(s, state, logs_at):
         progress.update(1)
         if logs_at(state.step):
