@@ -53,6 +53,18 @@ def run_child(script: str, args: list[str], env: dict | None = None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def run_tunelab(*arguments: str) -> float:
+    """Run the installed tunelab's CLI (`python -m tunelab.cli ARGUMENTS`) as a user would; its wall time. A
+    failure stops the benchmark with the command's last output."""
+    command = [sys.executable, "-m", "tunelab.cli", *arguments]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-4000:])
+        raise SystemExit(f"{' '.join(command)} failed with exit code {result.returncode}")
+    return time.perf_counter() - started
+
+
 def read_tsv(path: str, *columns: str | None) -> list[list[str] | None]:
     """Columns of a GLUE-style TSV (tab separated, no quoting), read the way tunelab reads it; None for a column
     not asked for (None)."""

@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import commit_label, write_result  # noqa: E402
+from common import commit_label, run_tunelab, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "train.tsv"
@@ -46,13 +44,7 @@ def samples(path: Path, count: int, seed: int, skip: int = 0) -> list[str]:
 def tunelab_train(*options: str) -> tuple[dict, list[dict], float]:
     """Run `tunelab train OPTIONS`; its summary.json, metrics.jsonl records and wall time."""
     out = Path(tempfile.mkdtemp()) / "run"
-    command = [sys.executable, "-m", "tunelab.cli", "train", *options, "--output", str(out), "--no-progress"]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.stderr.write(result.stderr[-4000:])
-        raise SystemExit(f"{' '.join(command)} failed with exit code {result.returncode}")
+    wall = run_tunelab("train", *options, "--output", str(out), "--no-progress")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return json.loads((out / "summary.json").read_text()), records, wall
 

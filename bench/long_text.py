@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import commit_label, write_result  # noqa: E402
+from common import commit_label, run_tunelab, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 
@@ -42,12 +40,7 @@ def train(args, mode: str, output: Path) -> dict:
                str(args.validation_fraction), "--epochs", str(args.epochs), "--max-length", str(args.max_length),
                "--seed", str(args.seed), "--long-text", mode, "--output", str(output), "--overwrite",
                "--no-progress"]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.stderr.write(result.stderr[-4000:])
-        raise SystemExit(f"{' '.join(command)} failed with exit code {result.returncode}")
+    wall = run_tunelab(*command[1:])
     summary = json.loads((output / "summary.json").read_text())
     best = summary["best_metrics"]
     return {"long_text": mode, "command": " ".join(command[:2] + [c if not c.startswith("/") else Path(c).name

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import tunelab
 from conftest import fails, ner_sentences, run_cli, write_conll
-from tunelab.errors import TunelabError
 from tunelab.tasks.schemes import detect_scheme, entities, to_iob2
 from tunelab.tasks.token_classification import encode_words, owners, score_tags, windows
 

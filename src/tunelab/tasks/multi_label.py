@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tunelab.errors import TunelabError
-from tunelab.tasks.base import Scores, in_row_order
+from tunelab.tasks.base import Scores
 from tunelab.tasks.classification import ClassificationTask
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -239,7 +239,6 @@ class TokenClassificationTask(Task):
         return accelerator.gather_for_metrics((predictions, labels, batch[ROW_INDEX]))
 
     def score(self, gathered, encoded: "Encoded", data: "TaskData") -> Scores:
-        from tunelab.collate import IGNORE
 
         words: dict[tuple[int, int], int] = {}
         for predictions, labels, rows in gathered:
