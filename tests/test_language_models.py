@@ -459,3 +459,21 @@ def test_eval_before_scores_the_pretrained_model_token_weighted(tiny_llama, tmp_
         total, count = total + float(loss) * (block.shape[1] - 1), count + block.shape[1] - 1
     assert first["eval_loss"] == pytest.approx(total / count, rel=1e-5)
     assert first["eval_perplexity"] == pytest.approx(float(torch.exp(torch.tensor(total / count))), rel=1e-5)
+
+
+def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path):
+    from tunelab.data import DataSpec, load_task_data
+    from tunelab.tasks import get_task
+    from tunelab.tasks.base import Settings
+    from tunelab.train import TrainConfig, train
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(30))
+    result = train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, output=str(tmp_path / "run"), epochs=2,
+                               batch_size=4, progress=False))
+    read = load_task_data(DataSpec(source=data, task="causal-lm"))
+    encoded = get_task("causal-lm").encode(tokenizer_of(tiny_llama), read.train,
+                                           Settings("causal-lm", max_length=128, info=read.info), training=True)
+    assert result.rows_trained == 2 * len(encoded)
+    assert result.tokens_trained == 2 * sum(encoded.lengths)  # packed batches: real tokens, no padding
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["tokens_trained"] == result.tokens_trained and summary["tokens_per_second"] > 0

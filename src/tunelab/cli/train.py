@@ -58,7 +58,7 @@ def train(ctx: typer.Context, config: Optional[str] = None, resume: Optional[str
     typer.echo(f"validation {result.metric}: {result.best_metrics.get(result.metric, float('nan')):.4f} "
                f"(best at step {result.best_step}; {shown})")
     typer.echo(f"trained {result.steps} steps in {result.train_seconds:.0f}s "
-               f"({result.samples_per_second:.1f} samples/s)")
+               f"({result.samples_per_second:.1f} samples/s, {result.tokens_per_second:,.0f} tokens/s)")
     typer.echo(f"checkpoint: {result.best_dir}")
 
 

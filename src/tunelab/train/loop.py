@@ -40,7 +40,9 @@ class TrainResult:
     steps: int
     train_seconds: float  # wall time of the loop, evaluations included
     samples_per_second: float  # training rows per second, evaluations excluded
+    tokens_per_second: float = 0.0  # training tokens (padding excluded) per second, evaluations excluded
     rows_trained: int = 0  # training rows consumed, over all processes and epochs (a resumed run's too)
+    tokens_trained: int = 0  # their tokens, padding excluded
     history: list[dict] = field(default_factory=list)
 
 
@@ -82,6 +84,7 @@ def optimizer_steps(s: Setup, state: TrainState, measure_at) -> Iterator[Step]:
             rows = len(batch[ROW_INDEX]) * accelerator.num_processes  # packed batches have fewer model rows
             state.batch_in_epoch += 1
             state.seen += rows
+            state.tokens += int(s.train_lengths[batch[ROW_INDEX].cpu()].sum()) * accelerator.num_processes
             state.window_seen += rows
             state.running_loss += float(loss.detach())
             state.running_count += 1
@@ -225,7 +228,7 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
         state.running_loss, state.running_count, state.window_seen, window_start = 0.0, 0, 0, now
         state.window_clipped = 0
 
-    seen_before = state.seen  # rows trained before a resume do not count towards this process's speed
+    seen_before = state.seen, state.tokens  # what a resumed run trained before does not count towards its speed
     s.model.train()
     stop = False
     if config.eval_before and state.step == 0 and not resume:
@@ -261,7 +264,7 @@ def write_samples(run_dir: Path, step: int, samples: list[dict]) -> None:
 
 
 def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elapsed: float, eval_seconds: float,
-           seen_before: int) -> TrainResult:
+           seen_before: tuple[int, int]) -> TrainResult:
     """Save last/, write summary.json and the plots."""
     accelerator = s.accelerator
     accelerator.wait_for_everyone()
@@ -272,8 +275,8 @@ def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elap
     result = TrainResult(
         run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=s.metric,
         best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step, train_seconds=elapsed,
-        samples_per_second=(state.seen - seen_before) / max(elapsed - eval_seconds, 1e-9), history=history,
-        rows_trained=state.seen,
+        samples_per_second=(state.seen - seen_before[0]) / max(elapsed - eval_seconds, 1e-9), history=history,
+        rows_trained=state.seen, tokens_trained=state.tokens, tokens_per_second=(state.tokens - seen_before[1]) / max(elapsed - eval_seconds, 1e-9),
     )
     if accelerator.is_main_process:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()

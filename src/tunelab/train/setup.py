@@ -45,6 +45,7 @@ class Setup:
     learning_rate: float  # the encoder's peak rate: --learning-rate, or the default for the model's width
     head_learning_rate: float
     label_counts: dict | None = None  # training rows (entities) per label, for model cards
+    train_lengths: Any = None  # each training row's length in tokens (a tensor indexed by row), for tokens/s
 
 
 def resolve_metric(task, data, requested: str) -> str:
@@ -125,7 +126,7 @@ def setup(config, accelerator, data=None) -> Setup:
     )
     return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
                  train_loader, val_loader, sampler, val_encoded, metric, steps_per_epoch, total_steps, epochs, warmup,
-                 batching, learning_rate, head_learning_rate)
+                 batching, learning_rate, head_learning_rate, train_lengths=torch.tensor(train_encoded.lengths))
 
 
 def check_task_options(config, task) -> None:

@@ -25,6 +25,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed (per process)
     seen: int = 0
+    tokens: int = 0  # training tokens consumed (padding excluded), over all processes
     best_value: float | None = None
     best_metrics: dict = field(default_factory=dict)
     best_step: int = 0
