@@ -412,7 +412,7 @@ def test_language_model_checkpoints_point_predict_elsewhere(lora_run, capsys):
     assert code == 0, err
 
 
-def test_a_lora_run_resumes_to_the_same_adapter(tiny_llama, tmp_path):
+def test_a_lora_run_resumed_mid_epoch_ends_with_the_same_weights(tiny_llama, tmp_path):
     import shutil
 
     from safetensors.torch import load_file
@@ -422,10 +422,13 @@ def test_a_lora_run_resumes_to_the_same_adapter(tiny_llama, tmp_path):
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(48))
     straight = tmp_path / "straight"
     train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, lora=True, output=str(straight), epochs=2,
-                      batch_size=8, learning_rate=5e-3, progress=False))
-    assert [p.name for p in (straight / "state").glob("step-*")] == ["step-00000006"]  # the first epoch's end
+                      batch_size=8, learning_rate=5e-3, save_every=4, keep_states=5, progress=False))
+    states = sorted(p.name for p in (straight / "state").glob("step-*"))
+    assert states == ["step-00000004", "step-00000006", "step-00000008"]  # 6 steps an epoch
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)
+    for name in states[:2]:  # as if killed after step 8: two batches into the second epoch, with its order
+        shutil.rmtree(resumed / "state" / name)
     shutil.rmtree(resumed / "last")
     train(resume_config(resumed), resume=True)
     a = load_file(straight / "last" / "adapter" / "adapter_model.safetensors")
@@ -433,6 +436,9 @@ def test_a_lora_run_resumes_to_the_same_adapter(tiny_llama, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    merged_a, merged_b = (load_file(run / "last" / "model.safetensors") for run in (straight, resumed))
+    for name in merged_a:
+        torch.testing.assert_close(merged_a[name], merged_b[name], rtol=1e-5, atol=1e-6)
 
 
 def test_eval_before_scores_the_pretrained_model_token_weighted(tiny_llama, tmp_path):
