@@ -483,3 +483,16 @@ def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path):
     assert result.tokens_trained == 2 * sum(encoded.lengths)  # packed batches: real tokens, no padding
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["tokens_trained"] == result.tokens_trained and summary["tokens_per_second"] > 0
+
+
+def test_chat_rows_from_parquet_and_json_strings_read_as_from_jsonl(tmp_path):
+    from tunelab.data import DataSpec, load_task_data
+
+    rows = chat_rows(12)
+    jsonl = write_jsonl(tmp_path / "chat.jsonl", rows)
+    pd.DataFrame(rows).to_parquet(tmp_path / "chat.parquet")
+    pd.DataFrame({"messages": [json.dumps(r["messages"]) for r in rows]}).to_csv(tmp_path / "chat.csv", index=False)
+    frames = [load_task_data(DataSpec(source=str(path), seed=3)).train["messages"].tolist()
+              for path in (jsonl, tmp_path / "chat.parquet", tmp_path / "chat.csv")]
+    assert frames[0] == frames[1] == frames[2]
+    assert all(isinstance(m, list) and isinstance(m[0], dict) for m in frames[1])
