@@ -10,7 +10,8 @@ and batch size, the loss on the answer only; each runs in its own process:
 - TRL: `SFTTrainer` on prompt / completion conversations (its completion-only loss), padded batches, warm-up 10%;
 - tunelab: `tunelab train --task causal-lm --lora` on the same conversations as JSONL, defaults otherwise
   (packed batches, an evaluation of the validation loss each epoch, which its speed excludes).
-Exact match on the test rows (greedy answer, normalized, against the label word) is measured for the model
+Model-FLOP utilization counts 4 FLOPs per weight per training token (forward, and backward through the
+activations: LoRA leaves the weights frozen) over the best fp32 matmul rate. Exact match on the test rows (greedy answer, normalized, against the label word) is measured for the model
 before training and for both results by the same function. Tokens/s counts the training rows' tokens (the
 chat template applied) times the epochs, over the training time each reports (evaluations excluded).
 """
@@ -78,6 +79,16 @@ def score_folder(folder: str, test: str) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     return exact_match(AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder), test)
+
+
+def weight_count(model_path: str) -> int:
+    """The weights a token meets in matmuls: every parameter once (a tied embedding is the output layer's
+    weight; the input lookup is free). With LoRA a training token costs about 4 FLOPs per weight: the forward
+    pass and the backward pass through the activations (frozen weights get no gradient), attention scores
+    aside."""
+    from transformers import AutoModelForCausalLM
+
+    return sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_path).parameters())
 
 
 def run_trl(args, paths: dict, model_path: str) -> dict:
@@ -156,10 +167,12 @@ def main() -> None:
     from transformers import AutoConfig
 
     model_config = AutoConfig.from_pretrained(model_path)
+    flops_per_token = 4 * weight_count(model_path)
     for row in rows:
         row["tokens_per_s"] = tokens / row["train_s"]
         row["speedup"] = row["tokens_per_s"] / rows[0]["tokens_per_s"]
         row["exact_match_before"] = base["exact_match"]
+        row["mfu"] = row["tokens_per_s"] * flops_per_token / 1e9 / peak
     print(f"\ncommit {commit_label()}; {args.model}; {args.rows} training rows ({tokens:,} tokens over "
           f"{args.epochs} epoch(s)), {args.test_rows} test rows; matmul peak {peak:.0f} GFLOP/s\n")
     print_table("sft", rows)

@@ -41,7 +41,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                   ("recall_positive", "recall 1", ".4f")],
     "sft": [("variant", "variant", ""), ("tokens_per_s", "tokens/s", ".0f"), ("speedup", "vs TRL", ".2f"),
             ("exact_match_before", "exact match before", ".4f"), ("exact_match", "exact match after", ".4f"),
-            ("train_s", "train s", ".0f"), ("peak_rss_mb", "peak RSS MB", ".0f")],
+            ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"), ("peak_rss_mb", "peak RSS MB", ".0f")],
     "lm-adapt-cpt": [("model", "model", ""), ("training", "training", ""), ("reviews", "reviews", "d"),
                      ("perplexity_before", "validation perplexity before", ".2f"),
                      ("perplexity_after", "after", ".2f"), ("tokens_per_s", "tokens/s", ".0f"),
