@@ -359,22 +359,28 @@ def test_a_language_model_option_on_a_classifier_is_refused(tiny_bert, sentiment
 # ---------------------------------------------------------------- evaluation by generated answers, resume
 
 
-def test_eval_generate_scores_greedy_answers_and_keeps_samples(tiny_llama, tmp_path):
+def test_eval_generate_scores_greedy_answers_and_keeps_samples(tiny_llama, tmp_path, caplog):
     from tunelab.train import TrainConfig, train
 
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(40))
-    result = train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, output=str(tmp_path / "run"), epochs=2,
-                               batch_size=8, learning_rate=5e-3, eval_generate=3, metric="exact_match",
-                               progress=False))
+    with caplog.at_level(logging.INFO, logger="tunelab"):
+        result = train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, output=str(tmp_path / "run"),
+                                   epochs=2, batch_size=8, learning_rate=5e-3, eval_generate=4, metric="exact_match",
+                                   progress=False))
     samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     evaluations = [r for r in result.history if "eval_loss" in r]
-    assert [s["step"] for s in samples] == [e["step"] for e in evaluations for _ in range(3)]
+    assert [s["step"] for s in samples] == [e["step"] for e in evaluations for _ in range(4)]
+    # Three of each evaluation's answers in the log, the prompt's last 80 characters first.
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sample at step")]
+    expected = [f"sample at step {s['step']}: {s['prompt'][-80:]!r} -> {s['answer']!r} (reference {s['reference']!r})"
+                for e in evaluations for s in [s for s in samples if s["step"] == e["step"]][:3]]
+    assert logged == expected and len(expected) == 3 * len(evaluations)
     references = [row["messages"][-1]["content"] for row in chat_rows(40)]
     for evaluation in evaluations:
         mine = [s for s in samples if s["step"] == evaluation["step"]]
         assert all(s["reference"] in references for s in mine)
-        assert evaluation["eval_exact_match"] == pytest.approx(sum(s["answer"] == s["reference"] for s in mine) / 3)
-        assert evaluation["eval_token_f1"] == pytest.approx(sum(s["token_f1"] for s in mine) / 3)
+        assert evaluation["eval_exact_match"] == pytest.approx(sum(s["answer"] == s["reference"] for s in mine) / 4)
+        assert evaluation["eval_token_f1"] == pytest.approx(sum(s["token_f1"] for s in mine) / 4)
     assert result.metric == "exact_match"
 
 
