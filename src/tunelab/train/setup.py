@@ -240,7 +240,8 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
 def describe(s: Setup) -> str:
     """The hyperparameters a run trains with, defaults resolved: logged at its start."""
     c = s.config
-    default = "LoRA" if c.lora else f"hidden size {getattr(s.model.config, 'hidden_size', '?')}"
+    config = s.accelerator.unwrap_model(s.model).config  # a DDP-wrapped model has no config of its own
+    default = "LoRA" if c.lora else f"hidden size {getattr(config, 'hidden_size', '?')}"
     rate = f"{s.learning_rate:g}" + ("" if c.learning_rate else f" (default for {default})")
     parts = [f"learning rate {rate}, head {s.head_learning_rate:g}",
              f"{c.lr_scheduler} schedule after {s.warmup} warm-up steps", f"batch {c.batch_size}"
