@@ -12,7 +12,6 @@ import logging
 import math
 from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
 import pandas as pd
 
 from tunelab.errors import TunelabError
@@ -139,6 +138,3 @@ def block_report(kind: str, documents: int, tokens: int, rows: list[list[int]], 
     return (f"{kind}: {documents:,} documents, {tokens:,} tokens in {len(rows):,} blocks of {block_size}"
             + (f" (the last holds {len(rows[-1])})" if rows and len(rows[-1]) != block_size else ""))
 
-
-def per_row_counts(values: np.ndarray) -> str:
-    return ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")

@@ -115,8 +115,9 @@ class MaskingCollator:
         special = torch.isin(ids, torch.tensor(self.special_ids)) | (words < 0)
         if self.whole_word:
             # One draw per word; each piece takes its word's draw, so a word is a target whole or not at all.
-            draws = torch.rand(int(words.max()) + 2, generator=generator)
-            chosen = draws[words.clamp(min=0)] < self.probability
+            # Word numbers run across the whole corpus: draw for this batch's words only.
+            present, word_of = torch.unique(words.clamp(min=0), return_inverse=True)
+            chosen = torch.rand(len(present), generator=generator)[word_of] < self.probability
         else:
             chosen = torch.rand(ids.shape, generator=generator) < self.probability
         chosen &= ~special
