@@ -63,7 +63,9 @@ def train_tokens(model_path: str, path: str) -> int:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    return sum(len(tokenizer.apply_chat_template(m, tokenize=True)) for m in read_rows(path))
+    # transformers 5 returns a BatchEncoding (its len() is its number of keys): count the ids.
+    return sum(len(tokenizer.apply_chat_template(m, tokenize=True, return_dict=True)["input_ids"])
+               for m in read_rows(path))
 
 
 def exact_match(model, tokenizer, path: str) -> float:

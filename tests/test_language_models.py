@@ -473,6 +473,35 @@ def test_eval_before_scores_the_pretrained_model_token_weighted(tiny_llama, tmp_
     assert first["eval_perplexity"] == pytest.approx(float(torch.exp(torch.tensor(total / count))), rel=1e-5)
 
 
+def test_language_models_evaluate_in_batches_whose_logits_fit_the_budget(tiny_llama, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from tunelab.tasks import get_task, language
+    from tunelab import collate
+    from tunelab.train import TrainConfig, train
+
+    # SmolLM2 (49,152 pieces) at 256 tokens: 10 rows make 480 MiB of logits; MiniLM's MLM head at 128: 34 rows.
+    assert get_task("causal-lm").eval_batch_size(SimpleNamespace(vocab_size=49152), 256) == 10
+    assert get_task("masked-lm").eval_batch_size(SimpleNamespace(vocab_size=30522), 128) == 34
+    assert get_task("causal-lm").eval_batch_size(SimpleNamespace(vocab_size=40), 8) == 128  # never above 128
+    assert get_task("classification").eval_batch_size(SimpleNamespace(vocab_size=49152), 256) == 128
+    # A run uses it unless --eval-batch-size is given: here a budget of 3 rows of 8 tokens.
+    vocab = AutoConfig.from_pretrained(tiny_llama).vocab_size
+    monkeypatch.setattr(language, "LOGITS_BUDGET", 3 * 8 * vocab * 4)
+    sizes, make_loader = [], collate.make_loader
+    monkeypatch.setattr(collate, "make_loader", lambda encoded, size, *a, **k: sizes.append(size) or make_loader(
+        encoded, size, *a, **k))
+    text = tmp_path / "docs.txt"
+    text.write_text("once upon a time the movie was good\n\nthe plot was dull and boring\n\nvery weak story\n" * 6)
+    common = dict(data=str(text), task="causal-lm", model=tiny_llama, epochs=1, block_size=8, batch_size=2,
+                  progress=False)
+    train(TrainConfig(output=str(tmp_path / "run"), **common))
+    train(TrainConfig(output=str(tmp_path / "given"), eval_batch_size=5, **common))
+    assert sizes == [2, 3, 2, 5]
+
+
 def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path):
     from tunelab.data import DataSpec, load_task_data
     from tunelab.tasks import get_task

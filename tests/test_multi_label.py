@@ -180,6 +180,9 @@ def test_threshold_outside_zero_one_and_on_a_single_label_checkpoint(multi_run, 
     result, _ = multi_run
     line = fails(["predict", result.best_dir, "good", "--threshold", "1.5"], capsys)
     assert line == "error: --threshold must be between 0 and 1 (exclusive), got 1.5"
+    for bound in ("0", "1"):  # the bounds themselves mean "every label" and "no label": refused too
+        line = fails(["predict", result.best_dir, "good", "--threshold", bound], capsys)
+        assert line == f"error: --threshold must be between 0 and 1 (exclusive), got {bound}"
     line = fails(["predict", trained_run.best_dir, "good", "--threshold", "0.3"], capsys)
     assert line == ("error: --threshold applies to multi-label checkpoints; this one is classification: drop "
                     "--threshold")

@@ -179,3 +179,90 @@ def test_evaluate_split_and_limit(trained_run, tmp_path, capsys):
     assert json.loads(out)["rows"] == 7
     code, _, err = run_cli(["evaluate", trained_run.best_dir, tmp_path / "saved", "--split", "dev"], capsys)
     assert code == 1 and err.strip() == f"error: split 'dev' not in {tmp_path / 'saved'}; splits found: train, test"
+
+
+def test_a_predictor_built_from_a_model_finds_its_task_and_the_length_limit(trained_run):
+    """`Predictor(model, tokenizer)` (the library API, no checkpoint folder) reads the task from the config,
+    clamps --max-length to both the model's positions and the tokenizer's limit, and predicts as `load` does."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tunelab.predict import Predictor
+
+    model = AutoModelForSequenceClassification.from_pretrained(trained_run.best_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(trained_run.best_dir)
+    positions = model.config.max_position_embeddings
+    tokenizer.model_max_length = positions - 3  # the tokenizer's limit is the tighter one
+    assert Predictor(model, tokenizer, max_length=10_000).max_length == positions - 3
+    tokenizer.model_max_length = int(1e30)  # "no limit", as tokenizers without one say
+    predictor = Predictor(model, tokenizer, max_length=10_000)
+    assert predictor.max_length == positions
+    assert predictor.task.name == "classification" and predictor.settings.task == "classification"
+    assert predictor.threshold is None
+    texts = ["the movie was really great and superb", "awful", "dull weak film"]
+    np.testing.assert_allclose(predictor.logits(texts), tunelab.load(trained_run.best_dir).logits(texts), atol=1e-6)
+    assert [p.label for p in predictor.predict(texts)] == ["positive", "negative", "negative"]
+
+
+def test_load_passes_its_options_on_and_names_what_it_could_not_load(trained_run, tmp_path):
+    import shutil
+
+    import pytest
+    from transformers import AutoConfig
+
+    from tunelab.errors import TunelabError
+
+    assert tunelab.load(trained_run.best_dir, max_length=7, batch_size=3).max_length == 7
+    assert tunelab.load(trained_run.best_dir, batch_size=3).batch_size == 3
+    with pytest.raises(TunelabError) as error:
+        tunelab.load(trained_run.best_dir, backend="tpu")
+    assert str(error.value) == "backend must be one of auto, torch, onnx, got 'tpu'"
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run.best_dir, broken)
+    (broken / "config.json").write_text("{ not json", encoding="utf-8")
+    with pytest.raises(OSError) as raw:
+        AutoConfig.from_pretrained(broken)
+    with pytest.raises(TunelabError) as error:
+        tunelab.load(broken)
+    assert str(error.value) == f"could not load the model in {broken}: {str(raw.value).splitlines()[0]}"
+
+
+def test_the_onnx_backend_exports_on_first_use_and_reuses_the_export(trained_run, tmp_path, caplog):
+    import logging
+    import shutil
+
+    from tunelab.export import onnx_path
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(trained_run.best_dir, checkpoint)
+    texts = ["the movie was really great and superb", "awful", "dull weak film"]
+    with caplog.at_level(logging.INFO, logger="tunelab.predict"):
+        first = tunelab.load(checkpoint, backend="onnx")
+    assert [r.getMessage() for r in caplog.records if r.name == "tunelab.predict"] == [
+        f"no ONNX export in {checkpoint} yet: exporting (once)"]
+    assert first.backend == "onnx" and onnx_path(checkpoint).exists()
+    written = onnx_path(checkpoint).stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tunelab.predict"):
+        again = tunelab.load(checkpoint, backend="onnx")
+    assert not [r for r in caplog.records if r.name == "tunelab.predict"]
+    assert onnx_path(checkpoint).stat().st_mtime_ns == written  # read, not written again
+    np.testing.assert_allclose(again.logits(texts), first.logits(texts), atol=1e-6)
+    torch_logits = tunelab.load(checkpoint, backend="torch").logits(texts)
+    assert np.abs(first.logits(texts) - torch_logits).max() < 0.05
+
+
+def test_every_label_is_scored_also_for_a_text_shorter_than_the_label_count(tmp_path):
+    """Token-level rows are cut to their text's pieces; a text's row of class scores never is (one word is
+    three pieces with [CLS] and [SEP], fewer than the five labels)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from conftest import build_tiny_bert
+
+    checkpoint = build_tiny_bert(tmp_path / "five", num_labels=5)
+    predictor = tunelab.load(checkpoint)
+    logits = predictor.logits(["good", "good fun"])
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    with torch.no_grad():
+        direct = model(**predictor.tokenizer(["good", "good fun"], padding=True, return_tensors="pt")).logits.numpy()
+    assert logits.shape == (2, 5)
+    np.testing.assert_allclose(logits, direct, atol=1e-5)

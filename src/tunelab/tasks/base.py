@@ -70,6 +70,10 @@ class Task:
     def default_metric(self, data: "TaskData") -> str:
         raise NotImplementedError
 
+    def eval_batch_size(self, model_config, max_length: int) -> int:
+        """Rows per evaluation batch when --eval-batch-size is not given (a head's outputs are small)."""
+        return 128
+
     def reported_metrics(self, data: "TaskData") -> tuple[str, ...]:
         """What its evaluations of this data report (besides loss): what --metric may name."""
         return tuple(self.metrics)

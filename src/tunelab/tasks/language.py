@@ -82,6 +82,9 @@ def tokenize_documents(tokenizer, texts: Sequence[str], separator: int | None, w
     return ids_out, words_out
 
 
+LOGITS_BUDGET = 512 * 2**20  # bytes of fp32 vocabulary logits in one evaluation batch
+
+
 class LanguageModelTask(Task):
     """The shared part of causal and masked language modeling: plain-text reading and perplexity."""
 
@@ -91,6 +94,12 @@ class LanguageModelTask(Task):
 
     def default_metric(self, data: "TaskData") -> str:
         return "loss"
+
+    def eval_batch_size(self, model_config, max_length: int) -> int:
+        """Evaluation holds a batch's logits over the whole vocabulary (and the loss a copy of them): 128 rows of
+        256 tokens of SmolLM2's 49,152 would be 6 GiB each, so rows are limited to what keeps one under 512 MiB."""
+        vocab = getattr(model_config, "vocab_size", None) or 1
+        return max(1, min(128, LOGITS_BUDGET // (max_length * vocab * 4)))
 
     def model_kwargs(self, data: "TaskData") -> dict:
         return {}

@@ -90,7 +90,8 @@ class TrainConfig:
     epochs: int = option(3, "Training epochs.", sweep="epochs")
     max_steps: int | None = option(None, "Stop after N optimizer steps.")
     batch_size: int = option(32, "Training batch size per process.", sweep="batch-sizes")
-    eval_batch_size: int = option(128, "Evaluation batch size.")
+    eval_batch_size: int | None = option(None, "Evaluation batch size (default 128 rows; language models: as many "
+                                         "as keep a batch's vocabulary logits under 512 MiB).")
     learning_rate: float | None = option(None, "Peak learning rate of the encoder (AdamW). Default: 5e-5 x 768 / "
                                          "the model's hidden size (MiniLM: 1e-4; base models: 5e-5).",
                                          flags=("--lr",), sweep="learning-rates")
@@ -147,7 +148,7 @@ class TrainConfig:
             problems.append("--data is required (or give data: in --config)")
         positive = ["max_length", "epochs", "batch_size", "eval_batch_size", "grad_accum", "logging_steps", "keep_states"]
         for name in positive:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("lora_r", "lora_alpha"):
             if getattr(self, name) < 1:

@@ -108,7 +108,8 @@ def setup(config, accelerator, data=None) -> Setup:
     batching = "packed" if packer else "grouped" if config.batching == "auto" else config.batching
     train_loader = make_loader(train_encoded, config.batch_size, packer or collator, config.seed,
                                group_by_length=batching == "grouped")
-    val_loader = make_loader(val_encoded, config.eval_batch_size, collator, shuffle=False)
+    eval_batch_size = config.eval_batch_size or task.eval_batch_size(model.config, max_length)
+    val_loader = make_loader(val_encoded, eval_batch_size, collator, shuffle=False)
     sampler = train_loader.batch_sampler
     # Each process gets every n-th batch; its optimizer steps are what the loop counts.
     processes = accelerator.num_processes
