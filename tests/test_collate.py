@@ -106,3 +106,18 @@ def test_packing_lays_rows_end_to_end_with_their_own_positions_and_attention():
     assert batch["attention_mask"].min() == torch.finfo(torch.float32).min
     offset = PackingCollator(pad_token_id=1, position_offset=2)(rows)  # RoBERTa-style positions
     assert offset["position_ids"][1].tolist() == [2, 3, 4, 2, 3]
+
+
+def test_a_frame_of_pairs_encodes_both_texts_with_their_segments(tiny_bert):
+    """Training and validation rows of sentence pairs are read as tokenizer(text, pair), labels beside them."""
+    import pandas as pd
+
+    from tunelab.collate import encode_frame
+
+    tokenizer = load_tokenizer(tiny_bert)
+    frame = pd.DataFrame({"text": ["good fun", "dull"], "text_pair": ["bad movie", "great film"], "label": [1, 0]})
+    encoded = encode_frame(tokenizer, frame, 32)
+    expected = tokenizer(["good fun", "dull"], ["bad movie", "great film"])
+    assert encoded.features["input_ids"] == expected["input_ids"]
+    assert encoded.features["token_type_ids"] == expected["token_type_ids"]
+    assert set(encoded.features["token_type_ids"][0]) == {0, 1} and encoded.labels == [1, 0]
