@@ -4,11 +4,14 @@
     python bench/checks/mutation.py order --sample 100 > order.txt  # or: survivors, then a seeded sample
     .venv/bin/mutmut run $(cat order.txt)
     python bench/checks/mutation.py score                           # the table for docs/mutation.md
+    python bench/checks/mutation.py again > again.txt               # run A's survivors not re-checked yet
 
 `order` lists, from `mutmut results --all true`: every mutant that survived or timed out (to re-check after
 tests changed), every unchecked mutant of the small modules (metrics, predict), then a seeded random sample
 of --sample unchecked mutants each of collate and the training loop (checking all of them takes hours on two
-cores: a loop mutant runs every training test in the selection). `score` counts statuses by module.
+cores: a loop mutant runs every training test in the selection). `score` counts statuses by module. `again`
+lists the survivors docs/mutation-results.txt records from run A, not yet re-checked under the current tests
+(mutmut forgets its results when the test selection changes, so that file is the record across runs).
 """
 
 from __future__ import annotations
@@ -66,10 +69,15 @@ def score(rows: list[tuple[str, str]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["order", "score"])
+    parser.add_argument("what", choices=["order", "score", "again"])
     parser.add_argument("--sample", type=int, default=100, help="order: unchecked mutants of each sampled module")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
+    if args.what == "again":
+        recorded = (ROOT / "docs" / "mutation-results.txt").read_text(encoding="utf-8").splitlines()
+        fields = [line.split("\t") for line in recorded if line and not line.startswith("#")]
+        print("\n".join(f[0] for f in fields if f[1] in ("survived", "timeout") and f[2] == "A"))
+        return
     rows = statuses()
     if args.what == "order":
         print("\n".join(order(rows, args.sample, args.seed)))
