@@ -531,3 +531,35 @@ def test_chat_rows_from_parquet_and_json_strings_read_as_from_jsonl(tmp_path):
               for path in (jsonl, tmp_path / "chat.parquet", tmp_path / "chat.csv")]
     assert frames[0] == frames[1] == frames[2]
     assert all(isinstance(m, list) and isinstance(m[0], dict) for m in frames[1])
+
+
+def test_a_lora_chat_run_trains_in_two_processes(tiny_llama, tmp_path):
+    """`accelerate launch` (torchrun-style processes joined in a gloo group) runs a causal-LM LoRA run: each
+    process takes every other batch, evaluations are written once, and best/ is the merged checkpoint."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from transformers import pipeline
+
+    train_file = write_jsonl(tmp_path / "train.jsonl", chat_rows(40))
+    validation = write_jsonl(tmp_path / "valid.jsonl", chat_rows(8, seed=5))
+    run = tmp_path / "ddp"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tunelab.cli", "train", "--task", "causal-lm",
+               "--model", tiny_llama, "--data", train_file, "--validation", validation, "--lora", "--epochs", "2",
+               "--batch-size", "4", "--threads", "1", "--no-progress", "--output", str(run)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert yaml.safe_load((run / "config.yaml").read_text())["resolved"]["num_processes"] == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_loss" in r]
+    # 40 rows in batches of 4 are 10 batches an epoch, 5 for each process: evaluations at steps 5 and 10, once each.
+    assert [r["step"] for r in evals] == [5, 10]
+    assert (run / "best" / "adapter" / "adapter_config.json").exists()
+    generator = pipeline("text-generation", model=str(run / "best"))
+    assert generator("the movie", max_new_tokens=2, do_sample=False)[0]["generated_text"].startswith("the movie")
