@@ -563,3 +563,20 @@ def test_a_lora_chat_run_trains_in_two_processes(tiny_llama, tmp_path):
     assert (run / "best" / "adapter" / "adapter_config.json").exists()
     generator = pipeline("text-generation", model=str(run / "best"))
     assert generator("the movie", max_new_tokens=2, do_sample=False)[0]["generated_text"].startswith("the movie")
+
+
+def test_a_sweep_over_a_chat_run_ranks_trials_by_the_lowest_loss(tiny_llama, tmp_path):
+    import csv
+
+    from tunelab.sweep import SweepConfig, run_sweep
+
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(24))
+    base = {"data": data, "task": "causal-lm", "model": tiny_llama, "lora": True, "epochs": 1, "batch_size": 4,
+            "progress": False}
+    result = run_sweep(SweepConfig(base=base, study_dir=str(tmp_path / "study"),
+                                   space={"learning_rate": [1e-6, 5e-3]}))
+    with open(result.table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    losses = [float(r["loss"]) for r in rows]
+    assert len(rows) == 2 and losses == sorted(losses) and rows[0]["rank"] == "1"  # "auto" minimizes the loss
+    assert float(rows[0]["learning_rate"]) == 5e-3  # the rate that moves the adapters learns more in one epoch
