@@ -108,8 +108,8 @@ def summarize(run_dir: Path) -> RunSummary:
         status = (f"interrupted (resumable at step {int(states[-1].name.split('-')[1])})" if states
                   else "interrupted (no state to resume)")
     return RunSummary(name=run_dir.name, path=str(run_dir), task=resolved.get("task", ""),
-                      data=short_name(config.get("data")), model=short_name(config.get("model") or resolved.get("model")),
-                      metric=metric,
+                      data=short_name(config.get("data")),
+                      model=short_name(config.get("model") or resolved.get("model")), metric=metric,
                       best=best, best_step=best_step, steps=steps, total_steps=total, seconds=seconds,
                       samples_per_s=speed, status=status,
                       options=run_options(config))

@@ -194,7 +194,8 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
 
 def run_record(s: Setup, run_dir: Path) -> dict:
     """The options and what was resolved from them: config.yaml, and the trackers' hyperparameters."""
-    resolved = {"task": s.data.task, "model": s.config.model or s.task.default_model, "model_path": s.model_name, "max_length": s.settings.max_length,
+    resolved = {"task": s.data.task, "model": s.config.model or s.task.default_model, "model_path": s.model_name,
+                "max_length": s.settings.max_length,
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
                 "num_processes": s.accelerator.num_processes, "batching": s.batching,
