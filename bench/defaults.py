@@ -138,8 +138,9 @@ def run_tunelab(args) -> dict:
 
     started = time.perf_counter()
     spec, scored_on = options(args)
-    config = TrainConfig(**{("data" if k == "source" else k): v for k, v in spec.items()}, model=args.model, limit=args.limit, seed=args.seed, progress=False,
-                         output=tempfile.mkdtemp() + "/run")
+    config = TrainConfig(**{("data" if k == "source" else k): v for k, v in spec.items()}, model=args.model,
+                         limit=args.limit, seed=args.seed, progress=False, output=tempfile.mkdtemp() + "/run",
+                         **overrides(args.set))
     result = train(config)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     evaluations = [r for r in records if "eval_loss" in r]
@@ -148,6 +149,24 @@ def run_tunelab(args) -> dict:
         last = score_held_out(result.run_dir / "best", load(spec, args, scored_on))
     return {"variant": "tunelab train (defaults)", "wall_s": time.perf_counter() - started,
             "last": last, "best": result.best_metrics, "config": _resolved(result.run_dir)}
+
+
+def overrides(pairs: list[str]) -> dict:
+    """`--set name=value` pairs as TrainConfig fields (values read as YAML: false, [1, 2]; numbers such as 5e-5,
+    which YAML 1.1 reads as text, as numbers): to measure a candidate default against the recipe first."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        value = yaml.safe_load(text)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[name.replace("-", "_")] = value
+    return out
 
 
 def score_held_out(checkpoint: Path, data) -> dict:
@@ -169,7 +188,8 @@ def _resolved(run_dir: Path) -> dict:
     import yaml
 
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())["resolved"]
-    return {k: resolved.get(k) for k in ("learning_rate", "head_learning_rate", "total_steps", "batching", "long_text")}
+    return {k: resolved.get(k) for k in ("task", "learning_rate", "head_learning_rate", "total_steps", "batching",
+                                         "long_text")}
 
 
 def main() -> None:
@@ -179,6 +199,10 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--limit", type=int, default=2000, help="training rows per dataset")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a TrainConfig field for the tunelab side (a candidate default), repeatable")
+    parser.add_argument("--variants", nargs="+", default=["trainer", "tunelab"], choices=["trainer", "tunelab"],
+                        help="which sides to run (tunelab alone to compare candidate defaults)")
     parser.add_argument("--dataset", help="(set by the parent)")
     parser.add_argument("--variant", choices=["trainer", "tunelab"], help="(set by the parent)")
     parser.add_argument("--json", action="store_true", help="(set by the parent)")
@@ -193,13 +217,18 @@ def main() -> None:
     rows = []
     for name in args.datasets:
         metric = DATASETS[name][1]
-        passed = ["--dataset", name, "--model", args.model, "--limit", str(args.limit), "--seed", str(args.seed)]
-        trainer, tunelab = (run_child(__file__, passed + ["--variant", v]) for v in ("trainer", "tunelab"))
-        row = {"dataset": name, "task": trainer["task"], "rows": f"{trainer['train_rows']} / {trainer['validation_rows']}",
-               "metric": metric, "trainer": trainer["last"][metric], "tunelab_last": tunelab["last"].get(metric),
-               "tunelab_best": tunelab["best"][metric], "trainer_s": trainer["wall_s"], "tunelab_s": tunelab["wall_s"],
-               "tunelab_config": tunelab["config"]}
-        row["wins"] = "yes" if row["tunelab_last"] > row["trainer"] and row["tunelab_s"] <= row["trainer_s"] else "no"
+        passed = ["--dataset", name, "--model", args.model, "--limit", str(args.limit), "--seed", str(args.seed),
+                  *(f"--set={pair}" for pair in args.set)]
+        ran = {v: run_child(__file__, passed + ["--variant", v]) for v in args.variants}
+        trainer, tunelab = ran.get("trainer", {}), ran.get("tunelab", {})
+        row = {"dataset": name, "task": tunelab.get("config", {}).get("task") or trainer.get("task"),
+               "rows": f"{trainer['train_rows']} / {trainer['validation_rows']}" if trainer else "",
+               "metric": metric, "trainer": trainer.get("last", {}).get(metric),
+               "tunelab_last": tunelab.get("last", {}).get(metric), "tunelab_best": tunelab.get("best", {}).get(metric),
+               "trainer_s": trainer.get("wall_s"), "tunelab_s": tunelab.get("wall_s"),
+               "tunelab_config": tunelab.get("config")}
+        if trainer and tunelab:
+            row["wins"] = "yes" if row["tunelab_last"] > row["trainer"] and row["tunelab_s"] <= row["trainer_s"] else "no"
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"\ncommand: python bench/defaults.py {' '.join(sys.argv[1:])}")

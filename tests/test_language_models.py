@@ -502,15 +502,21 @@ def test_language_models_evaluate_in_batches_whose_logits_fit_the_budget(tiny_ll
     assert sizes == [2, 3, 2, 5]
 
 
-def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path):
+def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path, caplog):
+    import logging
+
     from tunelab.data import DataSpec, load_task_data
     from tunelab.tasks import get_task
     from tunelab.tasks.base import Settings
     from tunelab.train import TrainConfig, train
 
     data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(30))
-    result = train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, output=str(tmp_path / "run"), epochs=2,
-                               batch_size=4, progress=False))
+    with caplog.at_level(logging.INFO):
+        result = train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, output=str(tmp_path / "run"),
+                                   epochs=2, batch_size=4, progress=False))
+    started = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
+    # a language model's output layer is pretrained: no head rate to print
+    assert started.split(": ", 1)[1].startswith("learning rate 0.001 (default for hidden size 32), linear schedule")
     read = load_task_data(DataSpec(source=data, task="causal-lm"))
     encoded = get_task("causal-lm").encode(tokenizer_of(tiny_llama), read.train,
                                            Settings("causal-lm", max_length=128, info=read.info), training=True)

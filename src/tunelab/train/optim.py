@@ -36,6 +36,12 @@ def _layer_scale(name: str, num_layers: int | None, layer_decay: float) -> float
     return layer_decay ** (num_layers - depth)
 
 
+def is_head(name: str) -> bool:
+    """Whether a parameter belongs to the task head (or the pooler that feeds it), which trains at the head's
+    rate. Language models have none: their output layer is pretrained."""
+    return name.startswith(HEAD_PREFIXES) or ".pooler." in f".{name}"
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rate: float | None = None,
                   learning_rate: float | None = None, layer_decay: float = 1.0) -> list[dict]:
     """No weight decay on biases and normalization weights (all 1-D tensors); optionally a separate head
@@ -49,7 +55,7 @@ def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rat
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        head = head_learning_rate is not None and (name.startswith(HEAD_PREFIXES) or ".pooler." in f".{name}")
+        head = head_learning_rate is not None and is_head(name)
         decays = not (parameter.ndim < 2 or "norm" in name.lower())
         scale = _layer_scale(name, num_layers, layer_decay)
         groups.setdefault((head, decays, scale), []).append(parameter)

@@ -241,11 +241,15 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
 
 def describe(s: Setup) -> str:
     """The hyperparameters a run trains with, defaults resolved: logged at its start."""
+    from tunelab.train.optim import is_head
+
     c = s.config
-    config = s.accelerator.unwrap_model(s.model).config  # a DDP-wrapped model has no config of its own
+    model = s.accelerator.unwrap_model(s.model)  # a DDP-wrapped model has no config of its own
+    config = model.config
     default = "LoRA" if c.lora else f"hidden size {getattr(config, 'hidden_size', '?')}"
     rate = f"{s.learning_rate:g}" + ("" if c.learning_rate else f" (default for {default})")
-    parts = [f"learning rate {rate}, head {s.head_learning_rate:g}",
+    head = any(is_head(name) for name, _ in model.named_parameters())  # language models have no new head
+    parts = [f"learning rate {rate}" + (f", head {s.head_learning_rate:g}" if head else ""),
              f"{c.lr_scheduler} schedule after {s.warmup} warm-up steps", f"batch {c.batch_size}"
              + (f" x {c.grad_accum} accumulated" if c.grad_accum > 1 else ""),
              f"{s.epochs} epoch{'s' if s.epochs != 1 else ''} ({s.total_steps} steps)",
