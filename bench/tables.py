@@ -73,7 +73,7 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         cells = [format(row[k], f) if isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
-                 else str(row.get(k, "")) for k, _, f in columns]
+                 else "" if row.get(k) is None else str(row[k]) for k, _, f in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
