@@ -88,6 +88,10 @@ def test_windows_carry_their_documents_label_and_auto_chooses_by_the_share_of_lo
     assert len(encoded) == 40 and encoded.documents is None and encoded.lengths[0] == 16
     assert encoded.long.as_dict() == {"rows": 40, "long_rows": 1, "max_length": 16, "long_text": "truncate",
                                       "mean_excess": 20.0, "longest": 36}
+    # asked for by name, truncation reports itself the same way (not through auto's windows, then cut)
+    encoded = task.encode(tokenizer, few, Settings(task="classification", max_length=16, long_text="truncate"),
+                          training=True)
+    assert encoded.documents is None and encoded.long.as_dict()["long_text"] == "truncate"
 
 
 def write_long_data(folder) -> tuple:
