@@ -5,7 +5,9 @@
 
 A block is the text between `<!-- bench: results/NAME.json -->` and `<!-- /bench -->`; it is replaced by the
 command, commit, date and machine of that file and a table of its rows, with the columns below (one list
-per benchmark, also what the benchmark prints).
+per benchmark, also what the benchmark prints). A block may name several files of one benchmark
+(`<!-- bench: results/A.json results/B.json -->`, runs of candidate settings): each run's command is listed,
+numbered, and one table holds every run's rows with its number, its `--set` options and its seed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BLOCK = re.compile(r"(<!-- bench: (?P<file>[^ ]+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
+BLOCK = re.compile(r"(<!-- bench: (?P<file>[^>]+?) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
 
 # benchmark: (key, header, format) per column
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
@@ -65,6 +67,11 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                  ("tunelab_last", "tunelab defaults (last eval)", ".4f"), ("tunelab_best", "tunelab best/", ".4f"),
                  ("trainer_s", "Trainer wall s", ".0f"), ("tunelab_s", "tunelab wall s", ".0f"),
                  ("wins", "better and no slower", "")],
+    # several `bench defaults` runs of one dataset, each with other --set options (candidate defaults)
+    "candidates": [("run", "run", ""), ("options", "tunelab options (--set)", ""), ("seed", "seed", ""),
+                   ("dataset", "dataset", ""), ("trainer", "Trainer recipe", ".4f"),
+                   ("tunelab_last", "tunelab (last eval)", ".4f"), ("tunelab_best", "tunelab best/", ".4f"),
+                   ("trainer_s", "Trainer wall s", ".0f"), ("tunelab_s", "tunelab wall s", ".0f")],
 }
 
 
@@ -82,14 +89,34 @@ def print_table(name: str, rows: list[dict]) -> None:
     print(table(rows, COLUMNS[name]))
 
 
-def render(record: dict) -> str:
-    """The block for one result file: where the figures come from, then the table."""
+def provenance(record: dict) -> str:
+    """The command, commit, date and machine of one result file."""
     machine = record.get("machine") or {}
     where = (f"{machine.get('cores')} cores, {machine.get('cpu')} ({', '.join(machine.get('flags', []))}), torch "
              f"{machine.get('torch')}, {machine.get('threads')} threads") if machine else "machine not recorded"
-    head = (f"`{record.get('command', 'command not recorded')}`  \n"
+    return (f"`{record.get('command', 'command not recorded')}`  \n"
             f"commit {record.get('commit', '?')}, {record.get('date', 'date not recorded')}; {where}")
-    return f"{head}\n\n{table(record['rows'], COLUMNS[record['benchmark']])}\n"
+
+
+def render(record: dict) -> str:
+    """The block for one result file: where the figures come from, then the table."""
+    return f"{provenance(record)}\n\n{table(record['rows'], COLUMNS[record['benchmark']])}\n"
+
+
+def set_options(command: str) -> str:
+    """The `--set NAME=VALUE` options of a command line, as given ("defaults" when none)."""
+    words = command.split()
+    found = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
+    found += [w.removeprefix("--set=") for w in words if w.startswith("--set=")]
+    return " ".join(found) or "defaults"
+
+
+def render_runs(records: list[dict]) -> str:
+    """One block for several runs of candidate settings: their provenance, numbered, then one table."""
+    heads = "\n".join(f"{i}. {provenance(r)}" for i, r in enumerate(records, 1))
+    rows = [{**row, "run": i, "options": set_options(r.get("command", "")), "seed": r.get("seed")}
+            for i, r in enumerate(records, 1) for row in r["rows"]]
+    return f"{heads}\n\n{table(rows, COLUMNS['candidates'])}\n"
 
 
 def update(markdown: Path, check: bool = False) -> int:
@@ -99,8 +126,8 @@ def update(markdown: Path, check: bool = False) -> int:
 
     def replace(match: re.Match) -> str:
         nonlocal changed
-        record = json.loads((HERE / match["file"]).read_text(encoding="utf-8"))
-        body = render(record)
+        records = [json.loads((HERE / name).read_text(encoding="utf-8")) for name in match["file"].split()]
+        body = render(records[0]) if len(records) == 1 else render_runs(records)
         changed += body != match["body"]
         return match.group(1) + body + match.group(4)
 

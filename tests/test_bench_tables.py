@@ -33,3 +33,33 @@ def test_a_table_block_is_rendered_from_its_result_file(tmp_path, monkeypatch):
         "| none | 1 | 0.5000 | 0.2500 | 1.0000 | 0.0000 |\n<!-- /bench -->\nafter\n")
     assert tables.update(page, check=True) == 0
     sys.modules.pop("tables", None)
+
+
+def test_a_block_of_several_runs_numbers_them_and_names_their_options(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import tables
+
+    def run(name: str, options: str, seed: int, accuracy: float) -> str:
+        record = {"benchmark": "defaults", "command": f"python -m bench defaults --seed {seed}{options}",
+                  "commit": "abc1234", "date": "2026-11-30 02:00 UTC", "seed": seed,
+                  "rows": [{"dataset": "rt", "trainer": None, "tunelab_last": accuracy, "tunelab_best": accuracy,
+                            "trainer_s": None, "tunelab_s": 100.0}]}
+        (tmp_path / "results" / name).write_text(json.dumps(record))
+        return f"results/{name}"
+
+    monkeypatch.setattr(tables, "HERE", tmp_path)
+    (tmp_path / "results").mkdir()
+    files = [run("a.json", "", 1, 0.5), run("b.json", " --set warmup_ratio=0 --set=batching=random", 2, 0.75)]
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(f"<!-- bench: {' '.join(files)} -->\n<!-- /bench -->\n")
+    assert tables.update(page) == 1
+    assert page.read_text() == (
+        "<!-- bench: results/a.json results/b.json -->\n"
+        "1. `python -m bench defaults --seed 1`  \ncommit abc1234, 2026-11-30 02:00 UTC; machine not recorded\n"
+        "2. `python -m bench defaults --seed 2 --set warmup_ratio=0 --set=batching=random`  \n"
+        "commit abc1234, 2026-11-30 02:00 UTC; machine not recorded\n\n"
+        "| run | tunelab options (--set) | seed | dataset | Trainer recipe | tunelab (last eval) | tunelab best/ | "
+        "Trainer wall s | tunelab wall s |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| 1 | defaults | 1 | rt |  | 0.5000 | 0.5000 |  | 100 |\n"
+        "| 2 | warmup_ratio=0 batching=random | 2 | rt |  | 0.7500 | 0.7500 |  | 100 |\n<!-- /bench -->\n")
+    sys.modules.pop("tables", None)
