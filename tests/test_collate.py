@@ -25,6 +25,12 @@ def test_dynamic_padding_pads_each_batch_to_its_longest(tiny_bert):
     assert first["token_type_ids"][1, 4:].tolist() == [0] * 6
     assert first["labels"].tolist() == [1, 1] and first["row_index"].tolist() == [2, 1]
     assert batches[1]["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 1]]
+    # A tokenizer whose pad id is not 0 (RoBERTa, MPNet: 1): only input_ids take it; the mask and the segment
+    # ids are padded with 0, or padding would be attended to.
+    padded = Collator(7)([encoded[2], encoded[0]])
+    assert padded["input_ids"][1, 3:].tolist() == [7] * 7
+    assert padded["attention_mask"][1].tolist() == [1] * 3 + [0] * 7
+    assert padded["token_type_ids"][1, 3:].tolist() == [0] * 7
 
 
 def test_pairs_get_segment_ids_and_truncation(tiny_bert):

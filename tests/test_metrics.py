@@ -58,4 +58,5 @@ def test_report_and_direction():
     assert unseen["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0.0}
     assert is_better("accuracy", 0.8, 0.7) and not is_better("accuracy", 0.7, 0.7)
     assert is_better("loss", 0.2, 0.3) and is_better("mse", 0.1, 0.2) and not is_better("mse", 0.3, 0.2)
+    assert not is_better("loss", 0.2, 0.2)  # a tie keeps the earlier checkpoint, whichever the direction
     assert is_better("f1", 0.0, None)

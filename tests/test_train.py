@@ -252,6 +252,13 @@ def test_gradient_accumulation_max_steps_and_eval_every(sentiment_csv, tiny_bert
     assert summary["steps"] == 5
     logged = [r for r in result.history if "loss" in r and "eval_loss" not in r]
     assert [r["step"] for r in logged] == [2, 4, 5]
+    # 108 training rows in micro-batches of 16 accumulated in pairs: 4 optimizer steps an epoch (the last one
+    # of a single micro-batch), so step 5 is epoch 1.25
+    assert [r["epoch"] for r in logged] == [0.5, 1.0, 1.25]
+    assert all(r["samples_per_s"] > 0 for r in logged)
+    # When the last step is an evaluation step, the run does not evaluate it a second time.
+    even = train(quick(sentiment_csv, tiny_bert, tmp_path / "even", grad_accum=2, max_steps=4, eval_every=2))
+    assert [r["step"] for r in even.history if "eval_loss" in r] == [2, 4]
 
 
 def test_two_accumulated_batches_of_8_equal_one_batch_of_16(sentiment_csv, tmp_path):
