@@ -44,9 +44,19 @@ def peak_rss_mb() -> float:
 
 
 def run_child(script: str, args: list[str], env: dict | None = None) -> dict:
-    """Run one variant in a fresh process (so peak memory is its own); parse its last JSON line."""
+    """Run one variant in a fresh process (so peak memory is its own); parse its last JSON line. The child's
+    temporary files (run folders, Trainer outputs: gigabytes for a base model's checkpoints and optimizer state)
+    go to a folder of its own, removed when it exits."""
+    import shutil
+    import tempfile
+
     command = [sys.executable, script, *args, "--json"]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    scratch = tempfile.mkdtemp(prefix="bench-child-")
+    try:
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env={**os.environ, **(env or {}), "TMPDIR": scratch})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-4000:])
         raise SystemExit(f"{' '.join(command)} failed with exit code {result.returncode}")
