@@ -41,6 +41,9 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     sys.path.insert(0, str(here))
     os.environ["BENCH_COMMAND"] = f"python -m bench {name}"  # what the result file records as the command
+    from common import commit_label
+
+    commit_label()  # the code as it is now: a commit made while a long benchmark runs is not its commit
     module = importlib.import_module(BENCHMARKS[name][0])
     sys.argv = [str(here / f"{BENCHMARKS[name][0]}.py")] + sys.argv[2:]
     module.main()

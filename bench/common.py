@@ -106,12 +106,16 @@ def training_row(name, config, lengths, epochs, seconds, metrics, reported_speed
 
 
 def commit_label() -> str:
-    """The short commit, marked when tracked files differ from it."""
+    """The short commit, marked when tracked files differ from it; the first answer in this process (and its
+    children) is kept, so a result file names the code as it was when the benchmark started."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     # Benchmark output (logs, result files) is not code: a rewritten log does not make the figures uncommitted.
     status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/logs", ":!bench/results"]
     if subprocess.run(status, capture_output=True, text=True).stdout:
         commit += " + uncommitted changes"
+    os.environ["BENCH_COMMIT"] = commit
     return commit
 
 

@@ -63,3 +63,25 @@ def test_a_block_of_several_runs_numbers_them_and_names_their_options(tmp_path, 
         "| 1 | defaults | 1 | rt |  | 0.5000 | 0.5000 |  | 100 |\n"
         "| 2 | warmup_ratio=0 batching=random | 2 | rt |  | 0.7500 | 0.7500 |  | 100 |\n<!-- /bench -->\n")
     sys.modules.pop("tables", None)
+
+
+def test_a_result_names_the_commit_the_benchmark_started_at(tmp_path, monkeypatch):
+    """A commit made while a long benchmark runs is not the code that produced its figures."""
+    import subprocess
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import common
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "first")
+    first = git("rev-parse", "--short", "HEAD")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_COMMIT", raising=False)
+    assert common.commit_label() == first
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "second")
+    out = common.write_result("imbalance", [], str(tmp_path / "result.json"))
+    assert json.loads(Path(out).read_text())["commit"] == first
+    sys.modules.pop("common", None)
