@@ -153,6 +153,10 @@ def test_the_card_loads_its_metadata_parses_and_its_metrics_are_the_summarys(tra
         assert private not in text
     assert "| negative | 60 |" in text or "| positive |" in text  # label counts of the training rows
     assert "![loss](loss.png)" in text and (result.best_dir / "loss.png").exists()
+    # the best evaluation's scores per class, one row a label
+    header = "| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
+    rows = text.split(header)[1].split("\n\n")[0].splitlines() if header in text else []
+    assert [row.split(" | ")[0] for row in rows] == ["| negative", "| positive"]
     last = ModelCard.load(result.last_dir / "README.md").data.to_dict()
     final = [r for r in jsonl(result.run_dir / "metrics.jsonl") if "eval_loss" in r][-1]
     _, last_results = model_index_to_eval_results(last["model-index"])

@@ -242,11 +242,18 @@ def test_from_scratch_starts_from_random_weights(sentiment_csv, tiny_bert, tmp_p
     assert not torch.allclose(before[name], after["bert." + name], atol=1e-3)
 
 
-def test_gradient_accumulation_max_steps_and_eval_every(sentiment_csv, tiny_bert, tmp_path):
-    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", grad_accum=2, max_steps=5, eval_every=2))
+def test_gradient_accumulation_max_steps_and_eval_every(sentiment_csv, tiny_bert, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="tunelab.train.loop"):
+        result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", grad_accum=2, max_steps=5, eval_every=2))
     assert result.steps == 5
     evals = [r["step"] for r in result.history if "eval_loss" in r]
     assert evals == [2, 4, 5]
+    first = next(r for r in result.history if "eval_loss" in r)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(lines) == 3 and lines[0].startswith("step 2 (epoch 0.50): ")
+    assert f"accuracy {first['eval_accuracy']:.4f}" in lines[0]
     # Each optimizer step consumed two micro-batches of 16 rows: 5 steps, 160 rows.
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["steps"] == 5

@@ -131,6 +131,16 @@ CASES = {
     "tracker run name dropped": (
         "train/loop.py", "config.run_name or run_dir.name, run_dir)", "None, run_dir)",
         ["tests/test_sharing.py::test_trackers_hold_the_losses_and_metrics_of_metrics_jsonl_at_their_steps"]),
+    "plots not given to trackers": (
+        "train/loop.py", 'sorted((run_dir / "plots").glob("*.png")))', "None)",
+        ["tests/test_sharing.py::test_trackers_hold_the_losses_and_metrics_of_metrics_jsonl_at_their_steps"]),
+    "best per-class scores dropped": (
+        "train/loop.py", 'state.best_per_class = scores.details.get("per_class")', "state.best_per_class = None",
+        ["tests/test_sharing.py::test_the_card_loads_its_metadata_parses_and_its_metrics_are_the_summarys"]),
+    "evaluation line not logged": (
+        "train/loop.py", 'message = f"step {state.step} (epoch {epoch:.2f}): "',
+        'message = "" and f"step {state.step} (epoch {epoch:.2f}): "',
+        ["tests/test_train.py::test_gradient_accumulation_max_steps_and_eval_every"]),
 }
 
 
