@@ -31,6 +31,10 @@ def test_dynamic_padding_pads_each_batch_to_its_longest(tiny_bert):
     assert padded["input_ids"][1, 3:].tolist() == [7] * 7
     assert padded["attention_mask"][1].tolist() == [1] * 3 + [0] * 7
     assert padded["token_type_ids"][1, 3:].tolist() == [0] * 7
+    # Tokenizers without segment ids (RoBERTa, MPNet, Llama): the mask is still there.
+    plain = Collator(7)([{"input_ids": [5, 6, 8], "attention_mask": [1, 1, 1]}, {"input_ids": [5], "attention_mask": [1]}])
+    assert sorted(plain) == ["attention_mask", "input_ids"]
+    assert plain["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 def test_pairs_get_segment_ids_and_truncation(tiny_bert):
@@ -112,6 +116,8 @@ def test_packing_lays_rows_end_to_end_with_their_own_positions_and_attention():
     assert batch["attention_mask"].min() == torch.finfo(torch.float32).min
     offset = PackingCollator(pad_token_id=1, position_offset=2)(rows)  # RoBERTa-style positions
     assert offset["position_ids"][1].tolist() == [2, 3, 4, 2, 3]
+    alone = packer([row(4, 3)])  # the last batch of an epoch can hold a single row
+    assert alone["input_ids"].tolist() == [[140, 141, 142]] and alone["row_index"].tolist() == [11]
 
 
 def test_a_frame_of_pairs_encodes_both_texts_with_their_segments(tiny_bert):

@@ -411,3 +411,13 @@ def test_length_grouped_batches_are_used_and_can_be_turned_off(sentiment_csv, ti
                     batching=current))
     # Real tokens per padded position: grouped batches are nearly all real, random ones are not.
     assert np.mean(widths["grouped"]) > 0.95 and np.mean(widths["random"]) < 0.9
+
+
+def test_with_a_progress_bar_the_evaluation_lines_are_written_above_it(sentiment_csv, tiny_bert, tmp_path, capsys):
+    """Runs from a terminal show a bar; each evaluation's line is written above it (tqdm.write), not lost."""
+    result = train(quick(sentiment_csv, tiny_bert, tmp_path / "run", max_steps=2, eval_every=1, progress=True))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("step ")]
+    evals = [r for r in result.history if "eval_loss" in r]
+    assert [line.split(" (")[0] for line in lines] == ["step 1", "step 2"]
+    assert f"accuracy {evals[1]['eval_accuracy']:.4f}" in lines[1] and "train:" in err  # the bar itself

@@ -141,6 +141,42 @@ CASES = {
         "train/loop.py", 'message = f"step {state.step} (epoch {epoch:.2f}): "',
         'message = "" and f"step {state.step} (epoch {epoch:.2f}): "',
         ["tests/test_train.py::test_gradient_accumulation_max_steps_and_eval_every"]),
+    "mask dropped without segment ids": (
+        "collate.py", "            if name not in rows[0]:\n                continue",
+        "            if name not in rows[0]:\n                break",
+        ["tests/test_collate.py::test_dynamic_padding_pads_each_batch_to_its_longest"]),
+    "a one-row packed batch fails": (
+        "collate.py", "for name, fill in fills.items() if name in rows[0]}", "for name, fill in fills.items() if name in rows[1]}",
+        ["tests/test_collate.py::test_packing_lays_rows_end_to_end_with_their_own_positions_and_attention"]),
+    "best/ card without curves": (
+        "train/loop.py", 'if state.best_metrics and (run_dir / "best").exists():',
+        'if state.best_metrics and (run_dir / "XXbestXX").exists():',
+        ["tests/test_sharing.py::test_the_card_loads_its_metadata_parses_and_its_metrics_are_the_summarys"]),
+    "label smoothing ignored": (
+        "train/loop.py", "loss = s.task.loss(model, batch, config.label_smoothing)", "loss = s.task.loss(model, batch)",
+        ["tests/test_train.py::test_label_smoothing_trains_and_evaluates_with_the_plain_loss"]),
+    "logged loss negated": (
+        "train/loop.py", "state.running_loss += float(loss.detach())", "state.running_loss -= float(loss.detach())",
+        ["tests/test_train.py::test_label_smoothing_trains_and_evaluates_with_the_plain_loss"]),
+    "metrics.jsonl misnamed": (
+        "train/loop.py", 'append_jsonl(run_dir / "metrics.jsonl", record)', 'append_jsonl(run_dir / "METRICS.JSONL", record)',
+        ["tests/test_sharing.py::test_trackers_hold_the_losses_and_metrics_of_metrics_jsonl_at_their_steps"]),
+    "evaluation line crashes the bar": (
+        "train/loop.py", "progress.write(message, file=sys.stderr)", "progress.write(file=sys.stderr)",
+        ["tests/test_train.py::test_with_a_progress_bar_the_evaluation_lines_are_written_above_it"]),
+    "mixed precision unchecked": (
+        "train/loop.py", "check_mixed_precision(config.mixed_precision)", "check_mixed_precision(None)",
+        ["tests/test_resume.py::test_mixed_precision_refused_where_the_device_cannot"]),
+    "start line without the model": (
+        "train/loop.py", 'logger.info("training %s (%s) on %d rows: %s", s.model_name,',
+        'logger.info("training %s (%s) on %d rows: %s", None,',
+        ["tests/test_options.py::test_a_run_starts_by_printing_the_hyperparameters_it_resolved"]),
+    "no loss plot": (
+        "train/loop.py", 'plot_training(history, run_dir / "plots")', "plot_training(history, None)",
+        ["tests/test_train.py::test_run_writes_loss_metric_and_confusion_plots"]),
+    "--report-to ignored": (
+        "train/loop.py", "tracking.parse_report_to(config.report_to)", "tracking.parse_report_to(None)",
+        ["tests/test_sharing.py::test_trackers_hold_the_losses_and_metrics_of_metrics_jsonl_at_their_steps"]),
 }
 
 
