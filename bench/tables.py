@@ -72,6 +72,10 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                    ("dataset", "dataset", ""), ("trainer", "Trainer recipe", ".4f"),
                    ("tunelab_last", "tunelab (last eval)", ".4f"), ("tunelab_best", "tunelab best/", ".4f"),
                    ("trainer_s", "Trainer wall s", ".0f"), ("tunelab_s", "tunelab wall s", ".0f")],
+    # the same candidates averaged over the seeds they ran with (single seeds differ by as much as the settings)
+    "means": [("options", "tunelab options (--set)", ""), ("dataset", "dataset", ""), ("seeds", "seeds", ""),
+              ("trainer", "Trainer recipe (mean)", ".4f"), ("tunelab_last", "tunelab last eval (mean)", ".4f"),
+              ("tunelab_best", "tunelab best/ (mean)", ".4f")],
 }
 
 
@@ -116,7 +120,28 @@ def render_runs(records: list[dict]) -> str:
     heads = "\n".join(f"{i}. {provenance(r)}" for i, r in enumerate(records, 1))
     rows = [{**row, "run": i, "options": set_options(r.get("command", "")), "seed": r.get("seed")}
             for i, r in enumerate(records, 1) for row in r["rows"]]
-    return f"{heads}\n\n{table(rows, COLUMNS['candidates'])}\n"
+    body = f"{heads}\n\n{table(rows, COLUMNS['candidates'])}\n"
+    means = seed_means(rows)
+    return body + f"\n{table(means, COLUMNS['means'])}\n" if means else body
+
+
+def seed_means(rows: list[dict]) -> list[dict]:
+    """Each (options, dataset) that ran with more than one seed: its figures averaged over those seeds.
+
+    A Trainer figure comes only from runs that trained the recipe too; each mean is over the runs that have it."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["options"], row["dataset"]), []).append(row)
+    means = []
+    for (options, dataset), group in groups.items():
+        if len({r["seed"] for r in group}) < 2:
+            continue
+        mean = {"options": options, "dataset": dataset, "seeds": " ".join(str(r["seed"]) for r in group)}
+        for key in ("trainer", "tunelab_last", "tunelab_best"):
+            values = [r[key] for r in group if r.get(key) is not None]
+            mean[key] = sum(values) / len(values) if values else None
+        means.append(mean)
+    return means
 
 
 def update(markdown: Path, check: bool = False) -> int:

@@ -65,6 +65,25 @@ def test_a_block_of_several_runs_numbers_them_and_names_their_options(tmp_path, 
     sys.modules.pop("tables", None)
 
 
+def test_runs_of_the_same_options_on_several_seeds_are_averaged_under_the_runs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import tables
+
+    runs = [("", 1, 0.80, 0.5), ("", 2, 0.70, 0.6), (" --set warmup_ratio=0", 1, None, 0.9),
+            (" --set warmup_ratio=0", 2, None, 0.8), (" --set batching=random", 1, None, 0.4)]
+    records = [{"benchmark": "defaults", "command": f"python -m bench defaults --seed {seed}{options}", "seed": seed,
+                "rows": [{"dataset": "rt", "trainer": trainer, "tunelab_last": last, "tunelab_best": last + 0.1}]}
+               for options, seed, trainer, last in runs]
+    body = tables.render_runs(records)
+    assert body.split("\n\n")[-1] == (
+        "| tunelab options (--set) | dataset | seeds | Trainer recipe (mean) | tunelab last eval (mean) | "
+        "tunelab best/ (mean) |\n|---|---|---|---|---|---|\n"
+        "| defaults | rt | 1 2 | 0.7500 | 0.5500 | 0.6500 |\n"
+        "| warmup_ratio=0 | rt | 1 2 |  | 0.8500 | 0.9500 |\n")  # one seed of batching=random: no mean
+    assert tables.render_runs(records[-1:]).count("\n|---") == 1  # a single run has no table of means
+    sys.modules.pop("tables", None)
+
+
 def test_a_result_names_the_commit_the_benchmark_started_at(tmp_path, monkeypatch):
     """A commit made while a long benchmark runs is not the code that produced its figures."""
     import subprocess

@@ -139,3 +139,4 @@ def test_a_run_starts_by_printing_the_hyperparameters_it_resolved(sentiment_csv,
                     "(truncate for longer texts)")
     resolved = yaml.safe_load((run.run_dir / "config.yaml").read_text())["resolved"]
     assert (resolved["learning_rate"], resolved["head_learning_rate"]) == (0.001, 0.001)
+    assert (resolved["model"], resolved["model_path"]) == (tiny_bert, tiny_bert)  # a path is its own name

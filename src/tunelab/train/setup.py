@@ -47,6 +47,16 @@ class Setup:
     label_counts: dict | None = None  # training rows (entities) per label, for model cards
     train_lengths: Any = None  # each training row's length in tokens (a tensor indexed by row), for tokens/s
 
+    @property
+    def requested_model(self) -> str:
+        """The model as the user named it (or the task's default), before it was resolved to a path."""
+        return requested_model(self.config, self.task)
+
+
+def requested_model(config, task) -> str:
+    """The model as the user named it, or the task's default: what setup resolves and run records name."""
+    return config.model or task.default_model
+
 
 def resolve_metric(task, data, requested: str) -> str:
     """The metric that picks best/: the one asked for, or the task's default."""
@@ -83,7 +93,7 @@ def setup(config, accelerator, data=None) -> Setup:
     if weights:
         data.info["class_weights"] = weights  # recorded in config.yaml with what else was resolved
         logger.info("class weights: %s", ", ".join(f"{k} {v:.3g}" for k, v in list(weights.items())[:10]))
-    model_name = resolve_model(config.model or task.default_model)
+    model_name = resolve_model(requested_model(config, task))
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, task, data, from_scratch=config.from_scratch,
                        freeze_encoder=config.freeze_encoder, freeze_embeddings=config.freeze_embeddings)
@@ -194,7 +204,7 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
 
 def run_record(s: Setup, run_dir: Path) -> dict:
     """The options and what was resolved from them: config.yaml, and the trackers' hyperparameters."""
-    resolved = {"task": s.data.task, "model": s.config.model or s.task.default_model, "model_path": s.model_name,
+    resolved = {"task": s.data.task, "model": s.requested_model, "model_path": s.model_name,
                 "max_length": s.settings.max_length,
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
@@ -231,7 +241,7 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
     options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching,
                "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
                "head_learning_rate": s.head_learning_rate}
-    info = CardInfo(model=s.config.model or s.task.default_model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
+    info = CardInfo(model=s.requested_model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
                     train_rows=len(s.data.train), validation_rows=len(s.data.validation),
                     label_counts=s.label_counts, options=options, metrics=metrics, step=step,
                     epoch=round(step / s.steps_per_epoch, 2), per_class=per_class or {},
