@@ -134,9 +134,18 @@ def test_a_run_starts_by_printing_the_hyperparameters_it_resolved(sentiment_csv,
                                 progress=False))
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
     assert line == (f"training {tiny_bert} (classification) on 108 rows: learning rate 0.001 (default for hidden "
-                    "size 32), head 0.001, linear schedule after 1 warm-up steps, batch 32, 2 epochs (8 steps), "
+                    "size 32), head 0.001, linear schedule after 1 warm-up step, batch 32, 2 epochs (8 steps), "
                     "weight decay 0.01, clipping 1, evaluation every epoch, grouped batches, max length 64 "
                     "(truncate for longer texts)")
     resolved = yaml.safe_load((run.run_dir / "config.yaml").read_text())["resolved"]
     assert (resolved["learning_rate"], resolved["head_learning_rate"]) == (0.001, 0.001)
     assert (resolved["model"], resolved["model_path"]) == (tiny_bert, tiny_bert)  # a path is its own name
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(tmp_path / "cosine"), max_steps=4,
+                          warmup_steps=2, lr_scheduler="cosine", progress=False))
+        train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(tmp_path / "none"), max_steps=4,
+                          warmup_ratio=0.0, progress=False))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training ")]
+    assert [line.split(", ")[2:4] for line in lines] == [["cosine schedule after 2 warm-up steps", "batch 32"],
+                                                          ["linear schedule", "no warm-up"]]

@@ -260,7 +260,8 @@ def describe(s: Setup) -> str:
     rate = f"{s.learning_rate:g}" + ("" if c.learning_rate else f" (default for {default})")
     head = any(is_head(name) for name, _ in model.named_parameters())  # language models have no new head
     parts = [f"learning rate {rate}" + (f", head {s.head_learning_rate:g}" if head else ""),
-             f"{c.lr_scheduler} schedule after {s.warmup} warm-up steps", f"batch {c.batch_size}"
+             f"{c.lr_scheduler} schedule" + (f" after {s.warmup} warm-up step{'s' if s.warmup != 1 else ''}"
+                                              if s.warmup else ", no warm-up"), f"batch {c.batch_size}"
              + (f" x {c.grad_accum} accumulated" if c.grad_accum > 1 else ""),
              f"{s.epochs} epoch{'s' if s.epochs != 1 else ''} ({s.total_steps} steps)",
              f"weight decay {c.weight_decay:g}", f"clipping {c.max_grad_norm:g}" if c.max_grad_norm else "no clipping",
