@@ -192,6 +192,32 @@ def _resolved(run_dir: Path) -> dict:
                                          "long_text")}
 
 
+def recorded_trainer(args) -> dict[str, dict]:
+    """The recipe's side of each dataset from an earlier result (`--trainer-from`), as a trainer child reports it.
+
+    Refused unless that result trained the same model on the same rows (--limit, --seed) and has every dataset."""
+    path = Path(args.trainer_from)
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if "trainer" in args.variants:
+        raise SystemExit("--trainer-from replaces the recipe's runs: add --variants tunelab")
+    found = {k: record.get(k) for k in ("model", "limit", "seed")}
+    if found != {"model": args.model, "limit": args.limit, "seed": args.seed}:
+        raise SystemExit(f"--trainer-from {path}: it ran {found}, this run {args.model}, {args.limit} rows, seed "
+                         f"{args.seed}; the recipe's figures must come from the same rows")
+    rows = {row["dataset"]: row for row in record["rows"] if row.get("trainer") is not None}
+    missing = [name for name in args.datasets if name not in rows]
+    if missing:
+        raise SystemExit(f"--trainer-from {path} has no recipe figures for {', '.join(missing)}")
+    recorded = {}
+    for name in args.datasets:
+        row = rows[name]
+        train_rows, _, validation_rows = row["rows"].partition(" / ")
+        recorded[name] = {"task": row["task"], "train_rows": int(train_rows), "validation_rows": int(validation_rows),
+                          "last": {row["metric"]: row["trainer"]}, "wall_s": row["trainer_s"],
+                          "from": f"{path.name} (commit {record.get('commit', '?')}, {record.get('date', '?')})"}
+    return recorded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["sst2", "mrpc", "rotten-tomatoes", "stsb", "goemotions"],
@@ -203,6 +229,9 @@ def main() -> None:
                         help="a TrainConfig field for the tunelab side (a candidate default), repeatable")
     parser.add_argument("--variants", nargs="+", default=["trainer", "tunelab"], choices=["trainer", "tunelab"],
                         help="which sides to run (tunelab alone to compare candidate defaults)")
+    parser.add_argument("--trainer-from", metavar="FILE",
+                        help="take the recipe's figures from this earlier result of the same model, rows and seed "
+                             "instead of training it again (the recipe does not change with tunelab's defaults)")
     parser.add_argument("--dataset", help="(set by the parent)")
     parser.add_argument("--variant", choices=["trainer", "tunelab"], help="(set by the parent)")
     parser.add_argument("--json", action="store_true", help="(set by the parent)")
@@ -214,19 +243,22 @@ def main() -> None:
         return
 
     commit = commit_label()
+    recorded = recorded_trainer(args) if args.trainer_from else {}
     rows = []
     for name in args.datasets:
         metric = DATASETS[name][1]
         passed = ["--dataset", name, "--model", args.model, "--limit", str(args.limit), "--seed", str(args.seed),
                   *(f"--set={pair}" for pair in args.set)]
         ran = {v: run_child(__file__, passed + ["--variant", v]) for v in args.variants}
-        trainer, tunelab = ran.get("trainer", {}), ran.get("tunelab", {})
+        trainer, tunelab = ran.get("trainer") or recorded.get(name, {}), ran.get("tunelab", {})
         row = {"dataset": name, "task": tunelab.get("config", {}).get("task") or trainer.get("task"),
                "rows": f"{trainer['train_rows']} / {trainer['validation_rows']}" if trainer else "",
                "metric": metric, "trainer": trainer.get("last", {}).get(metric),
                "tunelab_last": tunelab.get("last", {}).get(metric), "tunelab_best": tunelab.get("best", {}).get(metric),
                "trainer_s": trainer.get("wall_s"), "tunelab_s": tunelab.get("wall_s"),
                "tunelab_config": tunelab.get("config")}
+        if recorded:
+            row["trainer_from"] = trainer["from"]
         if trainer and tunelab:
             row["wins"] = "yes" if row["tunelab_last"] > row["trainer"] and row["tunelab_s"] <= row["trainer_s"] else "no"
         rows.append(row)
