@@ -134,7 +134,7 @@ def test_a_run_starts_by_printing_the_hyperparameters_it_resolved(sentiment_csv,
                                 progress=False))
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
     assert line == (f"training {tiny_bert} (classification) on 108 rows: learning rate 0.001 (default for hidden "
-                    "size 32), head 0.001, linear schedule after 1 warm-up step, batch 32, 2 epochs (8 steps), "
+                    "size 32), head 0.001, linear schedule, no warm-up, batch 32, 2 epochs (8 steps), "
                     "weight decay 0.01, clipping 1, evaluation every epoch, grouped batches, max length 64 "
                     "(truncate for longer texts)")
     resolved = yaml.safe_load((run.run_dir / "config.yaml").read_text())["resolved"]

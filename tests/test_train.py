@@ -421,3 +421,16 @@ def test_with_a_progress_bar_the_evaluation_lines_are_written_above_it(sentiment
     evals = [r for r in result.history if "eval_loss" in r]
     assert [line.split(" (")[0] for line in lines] == ["step 1", "step 2"]
     assert f"accuracy {evals[1]['eval_accuracy']:.4f}" in lines[1] and "train:" in err  # the bar itself
+
+
+def test_the_warmup_default_is_the_task_s(sentiment_csv, tiny_bert, ner_files, tiny_ner_bert, tmp_path):
+    """Sequence classification starts at its peak rate (measured best untuned); other tasks warm up for 10%."""
+    classified = train(quick(sentiment_csv, tiny_bert, tmp_path / "cls", max_steps=10, warmup_ratio=None))
+    train_file, valid_file = ner_files
+    tagged = train(TrainConfig(data=str(train_file), validation=str(valid_file), model=tiny_ner_bert,
+                               output=str(tmp_path / "ner"), max_steps=10, progress=False, max_length=24))
+    steps = [yaml.safe_load((r.run_dir / "config.yaml").read_text())["resolved"]["warmup_steps"]
+             for r in (classified, tagged)]
+    assert steps == [0, 1]
+    card = (classified.run_dir / "best" / "README.md").read_text()
+    assert "| --warmup-steps | 0 |" in card and "--warmup-ratio" not in card  # what ran, not an unset option

@@ -56,6 +56,7 @@ class Task:
     reads_plain_text: bool = False  # .txt files and folders are documents (not CoNLL columns); --block-size applies
     causal: bool = False  # a token attends only to those before it (packed rows keep that)
     default_model: str = "minilm"  # what --model defaults to
+    warmup_ratio: float = 0.1  # what --warmup-ratio defaults to
     lora_task_type: str | None = None  # peft's task type where --lora applies
     options: tuple[str, ...] = ()  # TrainConfig fields only this kind of task reads (stored in its settings)
 

@@ -64,6 +64,8 @@ class ClassificationTask(Task):
 
     action = "Classify"
     long_text = True
+    # No warm-up (the Trainer's default too): measured against 10% on the untuned-defaults tables, BENCHMARKS.md.
+    warmup_ratio = 0.0
 
     def __init__(self, regression: bool = False):
         self.regression = regression

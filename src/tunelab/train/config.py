@@ -101,7 +101,8 @@ class TrainConfig:
                                 "times the rate of the one above (0.8 is common; 1 disables).")
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm).", sweep="weight-decays")
     warmup_steps: int | None = option(None, "Linear warm-up steps (overrides --warmup-ratio).", sweep="warmup-steps")
-    warmup_ratio: float = option(0.1, "Warm-up as a share of all steps.")
+    warmup_ratio: float | None = option(None, "Warm-up as a share of all steps (default: the task's; none for "
+                                        "sequence classification, 0.1 for the others).")
     lr_scheduler: str = option("linear", "After the warm-up: linear (decay to 0), cosine (half a cosine to 0) "
                                "or constant.", sweep="lr-schedulers")
     grad_accum: int = option(1, "Gradient accumulation steps.")
@@ -179,7 +180,7 @@ class TrainConfig:
             problems.append(f"--weight-decay must not be negative, got {self.weight_decay}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             problems.append(f"--warmup-steps must not be negative, got {self.warmup_steps}")
-        if not 0 <= self.warmup_ratio < 1:
+        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
             problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             problems.append(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")

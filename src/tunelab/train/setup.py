@@ -126,7 +126,8 @@ def setup(config, accelerator, data=None) -> Setup:
     steps_per_epoch = math.ceil(math.ceil(len(train_loader) / processes) / config.grad_accum)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
-    warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(config.warmup_ratio * total_steps)
+    ratio = task.warmup_ratio if config.warmup_ratio is None else config.warmup_ratio
+    warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(ratio * total_steps)
 
     learning_rate, head_learning_rate = learning_rates(config, model.config)
     optimizer = build_optimizer(model, config, learning_rate, head_learning_rate)
@@ -239,6 +240,7 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
     if s.label_counts is None:  # counted once per run
         s.label_counts = s.task.label_counts(s.data)
     options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching,
+               "warmup_steps": s.warmup,
                "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
                "head_learning_rate": s.head_learning_rate}
     info = CardInfo(model=s.requested_model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
