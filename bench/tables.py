@@ -7,7 +7,9 @@ A block is the text between `<!-- bench: results/NAME.json -->` and `<!-- /bench
 command, commit, date and machine of that file and a table of its rows, with the columns below (one list
 per benchmark, also what the benchmark prints). A block may name several files of one benchmark
 (`<!-- bench: results/A.json results/B.json -->`, runs of candidate settings): each run's command is listed,
-numbered, and one table holds every run's rows with its number, its `--set` options and its seed.
+numbered, and one table holds every run's rows with its number, its `--set` options and its seed; where a
+dataset ran with several seeds, a second table averages them. `results/A.json#sst2` takes only that dataset's
+row of a file.
 """
 
 from __future__ import annotations
@@ -72,10 +74,10 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                    ("dataset", "dataset", ""), ("trainer", "Trainer recipe", ".4f"),
                    ("tunelab_last", "tunelab (last eval)", ".4f"), ("tunelab_best", "tunelab best/", ".4f"),
                    ("trainer_s", "Trainer wall s", ".0f"), ("tunelab_s", "tunelab wall s", ".0f")],
-    # the same candidates averaged over the seeds they ran with (single seeds differ by as much as the settings)
-    "means": [("options", "tunelab options (--set)", ""), ("dataset", "dataset", ""), ("seeds", "seeds", ""),
-              ("trainer", "Trainer recipe (mean)", ".4f"), ("tunelab_last", "tunelab last eval (mean)", ".4f"),
-              ("tunelab_best", "tunelab best/ (mean)", ".4f")],
+    # the same runs averaged over their seeds (single seeds differ by as much as the settings): the recipe's
+    # runs, and each set of tunelab options
+    "means": [("side", "side", ""), ("dataset", "dataset", ""), ("seeds", "seeds", ""),
+              ("last", "last eval (mean)", ".4f"), ("best", "tunelab best/ (mean)", ".4f")],
 }
 
 
@@ -107,18 +109,19 @@ def render(record: dict) -> str:
     return f"{provenance(record)}\n\n{table(record['rows'], COLUMNS[record['benchmark']])}\n"
 
 
-def set_options(command: str) -> str:
-    """The `--set NAME=VALUE` options of a command line, as given ("defaults" when none)."""
+def set_options(command: str, commit: str = "?") -> str:
+    """The `--set NAME=VALUE` options of a command line, as given; with none, the defaults of the commit that ran
+    (defaults change between commits)."""
     words = command.split()
     found = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"]
     found += [w.removeprefix("--set=") for w in words if w.startswith("--set=")]
-    return " ".join(found) or "defaults"
+    return " ".join(found) or f"defaults of {commit.split()[0]}"
 
 
 def render_runs(records: list[dict]) -> str:
     """One block for several runs of candidate settings: their provenance, numbered, then one table."""
     heads = "\n".join(f"{i}. {provenance(r)}" for i, r in enumerate(records, 1))
-    rows = [{**row, "run": i, "options": set_options(r.get("command", "")), "seed": r.get("seed")}
+    rows = [{**row, "run": i, "options": set_options(r.get("command", ""), r.get("commit", "?")), "seed": r.get("seed")}
             for i, r in enumerate(records, 1) for row in r["rows"]]
     body = f"{heads}\n\n{table(rows, COLUMNS['candidates'])}\n"
     means = seed_means(rows)
@@ -126,22 +129,32 @@ def render_runs(records: list[dict]) -> str:
 
 
 def seed_means(rows: list[dict]) -> list[dict]:
-    """Each (options, dataset) that ran with more than one seed: its figures averaged over those seeds.
-
-    A Trainer figure comes only from runs that trained the recipe too; each mean is over the runs that have it."""
-    groups: dict[tuple, list[dict]] = {}
+    """Per dataset, the recipe's figure and each tunelab option set's averaged over their seeds, where there are
+    two or more (the recipe does not change with tunelab's options: each run that trained it counts)."""
+    groups: dict[tuple, list[tuple]] = {}
     for row in rows:
-        groups.setdefault((row["options"], row["dataset"]), []).append(row)
+        if row.get("trainer") is not None:
+            groups.setdefault(("Trainer recipe", row["dataset"]), []).append((row["seed"], row["trainer"], None))
+        if row.get("tunelab_last") is not None:
+            groups.setdefault((f"tunelab, {row['options']}", row["dataset"]), []).append(
+                (row["seed"], row["tunelab_last"], row.get("tunelab_best")))
     means = []
-    for (options, dataset), group in groups.items():
-        if len({r["seed"] for r in group}) < 2:
+    for (side, dataset), runs in groups.items():
+        if len({seed for seed, *_ in runs}) < 2:
             continue
-        mean = {"options": options, "dataset": dataset, "seeds": " ".join(str(r["seed"]) for r in group)}
-        for key in ("trainer", "tunelab_last", "tunelab_best"):
-            values = [r[key] for r in group if r.get(key) is not None]
-            mean[key] = sum(values) / len(values) if values else None
-        means.append(mean)
+        best = [b for *_, b in runs if b is not None]
+        means.append({"side": side, "dataset": dataset, "seeds": " ".join(str(seed) for seed, *_ in runs),
+                      "last": sum(v for _, v, _ in runs) / len(runs), "best": sum(best) / len(best) if best else None})
     return means
+
+
+def load(name: str) -> dict:
+    """A result file; `FILE#DATASET` keeps only that dataset's row."""
+    file, _, dataset = name.partition("#")
+    record = json.loads((HERE / file).read_text(encoding="utf-8"))
+    if dataset:
+        record["rows"] = [row for row in record["rows"] if row.get("dataset") == dataset]
+    return record
 
 
 def update(markdown: Path, check: bool = False) -> int:
@@ -151,7 +164,7 @@ def update(markdown: Path, check: bool = False) -> int:
 
     def replace(match: re.Match) -> str:
         nonlocal changed
-        records = [json.loads((HERE / name).read_text(encoding="utf-8")) for name in match["file"].split()]
+        records = [load(name) for name in match["file"].split()]
         body = render(records[0]) if len(records) == 1 else render_runs(records)
         changed += body != match["body"]
         return match.group(1) + body + match.group(4)

@@ -60,7 +60,7 @@ def test_a_block_of_several_runs_numbers_them_and_names_their_options(tmp_path, 
         "commit abc1234, 2026-11-30 02:00 UTC; machine not recorded\n\n"
         "| run | tunelab options (--set) | seed | dataset | Trainer recipe | tunelab (last eval) | tunelab best/ | "
         "Trainer wall s | tunelab wall s |\n|---|---|---|---|---|---|---|---|---|\n"
-        "| 1 | defaults | 1 | rt |  | 0.5000 | 0.5000 |  | 100 |\n"
+        "| 1 | defaults of abc1234 | 1 | rt |  | 0.5000 | 0.5000 |  | 100 |\n"
         "| 2 | warmup_ratio=0 batching=random | 2 | rt |  | 0.7500 | 0.7500 |  | 100 |\n<!-- /bench -->\n")
     sys.modules.pop("tables", None)
 
@@ -69,18 +69,34 @@ def test_runs_of_the_same_options_on_several_seeds_are_averaged_under_the_runs(t
     monkeypatch.syspath_prepend(str(BENCH))
     import tables
 
-    runs = [("", 1, 0.80, 0.5), ("", 2, 0.70, 0.6), (" --set warmup_ratio=0", 1, None, 0.9),
-            (" --set warmup_ratio=0", 2, None, 0.8), (" --set batching=random", 1, None, 0.4)]
+    runs = [("", "c1", 1, 0.80, 0.5), ("", "c1", 2, 0.70, 0.6), ("", "c2", 3, 0.60, None),
+            (" --set warmup_ratio=0", "c1", 1, None, 0.9), (" --set warmup_ratio=0", "c1", 2, None, 0.8),
+            (" --set batching=random", "c1", 1, None, 0.4), ("", "c3", 1, None, 0.3)]
     records = [{"benchmark": "defaults", "command": f"python -m bench defaults --seed {seed}{options}", "seed": seed,
-                "rows": [{"dataset": "rt", "trainer": trainer, "tunelab_last": last, "tunelab_best": last + 0.1}]}
-               for options, seed, trainer, last in runs]
+                "commit": commit, "rows": [{"dataset": "rt", "trainer": trainer, "tunelab_last": last,
+                                            "tunelab_best": last + 0.1 if last else None}]}
+               for options, commit, seed, trainer, last in runs]
     body = tables.render_runs(records)
+    # The recipe counts every run that trained it; tunelab's defaults of another commit are other settings;
+    # one seed of batching=random makes no mean.
     assert body.split("\n\n")[-1] == (
-        "| tunelab options (--set) | dataset | seeds | Trainer recipe (mean) | tunelab last eval (mean) | "
-        "tunelab best/ (mean) |\n|---|---|---|---|---|---|\n"
-        "| defaults | rt | 1 2 | 0.7500 | 0.5500 | 0.6500 |\n"
-        "| warmup_ratio=0 | rt | 1 2 |  | 0.8500 | 0.9500 |\n")  # one seed of batching=random: no mean
+        "| side | dataset | seeds | last eval (mean) | tunelab best/ (mean) |\n|---|---|---|---|---|\n"
+        "| Trainer recipe | rt | 1 2 3 | 0.7000 |  |\n"
+        "| tunelab, defaults of c1 | rt | 1 2 | 0.5500 | 0.6500 |\n"
+        "| tunelab, warmup_ratio=0 | rt | 1 2 | 0.8500 | 0.9500 |\n")
     assert tables.render_runs(records[-1:]).count("\n|---") == 1  # a single run has no table of means
+    sys.modules.pop("tables", None)
+
+
+def test_a_block_may_take_one_dataset_s_row_of_a_file(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import tables
+
+    monkeypatch.setattr(tables, "HERE", tmp_path)
+    rows = [{"dataset": name, "trainer": 0.5} for name in ("sst2", "rt", "mrpc")]
+    (tmp_path / "all.json").write_text(json.dumps({"benchmark": "defaults", "rows": rows}))
+    assert tables.load("all.json#rt")["rows"] == [{"dataset": "rt", "trainer": 0.5}]
+    assert tables.load("all.json")["rows"] == rows
     sys.modules.pop("tables", None)
 
 
