@@ -130,10 +130,11 @@ def render_runs(records: list[dict]) -> str:
 
 def seed_means(rows: list[dict]) -> list[dict]:
     """Per dataset, the recipe's figure and each tunelab option set's averaged over their seeds, where there are
-    two or more (the recipe does not change with tunelab's options: each run that trained it counts)."""
+    two or more (the recipe does not change with tunelab's options: each run that trained it counts, and a figure
+    taken from another result with `--trainer-from` does not count again)."""
     groups: dict[tuple, list[tuple]] = {}
     for row in rows:
-        if row.get("trainer") is not None:
+        if row.get("trainer") is not None and not row.get("trainer_from"):  # a figure taken over is no new run
             groups.setdefault(("Trainer recipe", row["dataset"]), []).append((row["seed"], row["trainer"], None))
         if row.get("tunelab_last") is not None:
             groups.setdefault((f"tunelab, {row['options']}", row["dataset"]), []).append(
