@@ -47,11 +47,6 @@ class Setup:
     label_counts: dict | None = None  # training rows (entities) per label, for model cards
     train_lengths: Any = None  # each training row's length in tokens (a tensor indexed by row), for tokens/s
 
-    @property
-    def requested_model(self) -> str:
-        """The model as the user named it (or the task's default), before it was resolved to a path."""
-        return requested_model(self.config, self.task)
-
 
 def requested_model(config, task) -> str:
     """The model as the user named it, or the task's default: what setup resolves and run records name."""
@@ -205,7 +200,7 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
 
 def run_record(s: Setup, run_dir: Path) -> dict:
     """The options and what was resolved from them: config.yaml, and the trackers' hyperparameters."""
-    resolved = {"task": s.data.task, "model": s.requested_model, "model_path": s.model_name,
+    resolved = {"task": s.data.task, "model": requested_model(s.config, s.task), "model_path": s.model_name,
                 "max_length": s.settings.max_length,
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
@@ -243,7 +238,8 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
                "warmup_steps": s.warmup,
                "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
                "head_learning_rate": s.head_learning_rate}
-    info = CardInfo(model=s.requested_model, data=s.config.data, task=s.data.task, pipeline_tag=s.task.pipeline_tag,
+    info = CardInfo(model=requested_model(s.config, s.task), data=s.config.data, task=s.data.task,
+                    pipeline_tag=s.task.pipeline_tag,
                     train_rows=len(s.data.train), validation_rows=len(s.data.validation),
                     label_counts=s.label_counts, options=options, metrics=metrics, step=step,
                     epoch=round(step / s.steps_per_epoch, 2), per_class=per_class or {},
