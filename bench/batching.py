@@ -37,7 +37,9 @@ def main() -> None:
 
     import torch
 
-    from tunelab.collate import encode, prediction_batches
+    from tunelab.collate import prediction_batches
+
+    from tunelab.tasks.texts import encode
     from tunelab.predict import load
 
     (texts,) = read_tsv(args.texts, args.text_column)

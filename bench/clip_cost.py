@@ -36,8 +36,11 @@ def main() -> None:
 
     from accelerate import Accelerator
 
-    from tunelab.collate import Collator, encode_frame, make_loader
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.collate import Collator, make_loader
+
+    from tunelab.tasks.texts import encode_frame
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
     from tunelab.modeling import freeze_input_embeddings, load_classifier, load_tokenizer, resolve_model
     from tunelab.train import _param_groups
 

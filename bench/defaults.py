@@ -70,7 +70,8 @@ def options(args) -> tuple[dict, str | None]:
 
 
 def load(spec: dict, args, validation: str | None = None):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
 
     return load_task_data(DataSpec(**{**spec, **({"validation": validation} if validation else {})},
                                    limit=args.limit, seed=args.seed))

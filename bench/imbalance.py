@@ -28,7 +28,9 @@ def imbalanced_rows(data: Path, negatives: int, share: float, out: Path) -> dict
     """A JSONL file of `negatives` negative rows and share x as many positive ones (seeded samples)."""
     import pandas as pd
 
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+
+    from tunelab.tasks import load_task_data
 
     train = load_task_data(DataSpec(str(data / "train.tsv"), validation=str(data / "dev.tsv"))).train
     names = ["0", "1"]

@@ -25,8 +25,9 @@ from tables import print_table  # noqa: E402
 
 def long_shares(path: str, lengths: tuple[int, ...]) -> dict[int, dict]:
     """How many of the file's texts are longer than each of `lengths` pieces (the bundled tokenizer)."""
-    from tunelab.collate import encode
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.tasks.texts import encode
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
     from tunelab.modeling import load_tokenizer, resolve_model
 
     data = load_task_data(DataSpec(path, validation_fraction=0.1))

@@ -35,7 +35,8 @@ BATCH = 32
 
 
 def load(args):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
 
     return load_task_data(DataSpec(str(Path(args.data) / "train.tsv"), validation=str(Path(args.data) / "dev.tsv"),
                                    label_column="labels", limit=args.limit, seed=args.seed))

@@ -31,7 +31,8 @@ HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0
 
 
 def load(args):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
 
     return load_task_data(DataSpec(str(Path(args.data) / "train.txt"), validation=str(Path(args.data) / "valid.txt"),
                                    limit=args.limit, seed=args.seed))

@@ -28,7 +28,8 @@ HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0
 
 
 def load(args):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
 
     return load_task_data(DataSpec(str(Path(args.data) / "train.tsv"), validation=str(Path(args.data) / "dev.tsv"),
                                    limit=args.limit, seed=args.seed, text_column=args.text_column,
@@ -85,7 +86,7 @@ def run_tunelab(args) -> dict:
     config = TrainConfig(data="bench", output=tempfile.mkdtemp() + "/run", epochs=args.epochs, seed=args.seed,
                          progress=False, eval_batch_size=128, **HYPER)
     result = train(config, data=data)
-    from tunelab.collate import encode_frame
+    from tunelab.tasks.texts import encode_frame
     from tunelab.modeling import bundled_model_dir, load_tokenizer
     from transformers import AutoConfig
 

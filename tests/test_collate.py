@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from tunelab.collate import Collator, LengthGroupedBatches, effective_max_length, encode, make_loader
+from tunelab.collate import Collator, LengthGroupedBatches, effective_max_length, make_loader
+from tunelab.tasks.texts import encode
 from tunelab.modeling import load_tokenizer
 
 
@@ -124,7 +125,7 @@ def test_a_frame_of_pairs_encodes_both_texts_with_their_segments(tiny_bert):
     """Training and validation rows of sentence pairs are read as tokenizer(text, pair), labels beside them."""
     import pandas as pd
 
-    from tunelab.collate import encode_frame
+    from tunelab.tasks.texts import encode_frame
 
     tokenizer = load_tokenizer(tiny_bert)
     frame = pd.DataFrame({"text": ["good fun", "dull"], "text_pair": ["bad movie", "great film"], "label": [1, 0]})

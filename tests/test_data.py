@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import pair_rows, sentiment_rows
-from tunelab.data import DataSpec, load_task_data, read_file
+from tunelab.data import DataSpec, read_file
+from tunelab.tasks import load_task_data
 from tunelab.errors import TunelabError
 
 
@@ -30,7 +31,7 @@ def test_tsv_pairs_with_unclosed_quotes_are_not_merged(tmp_path):
     frame = read_file(path)
     assert len(frame) == 4 and frame.loc[0, "a"] == '"He said'
     data = load_task_data(DataSpec(str(path), text_column="a", text_pair_column="b", validation_fraction=0.5))
-    assert data.has_pairs and data.label_names == ["0", "1"]
+    assert "text_pair" in data.train and data.label_names == ["0", "1"]
     assert set(data.train.columns) == {"text", "text_pair", "label"}
 
 
@@ -79,7 +80,7 @@ def test_float_labels_are_regression(tmp_path):
     path = tmp_path / "scores.csv"
     pd.DataFrame({"text": [f"t{i}" for i in range(20)], "label": [i / 4 for i in range(20)]}).to_csv(path, index=False)
     data = load_task_data(DataSpec(str(path)))
-    assert data.is_regression and data.num_labels == 1
+    assert data.task.name == "regression" and data.label_names is None
     assert data.train["label"].dtype == "float32"
 
 
@@ -121,7 +122,7 @@ def test_rotten_tomatoes_builtin_splits_by_movie():
 
 def test_stsb_builtin_is_pairs_with_scores():
     data = load_task_data(DataSpec("stsb"))
-    assert data.has_pairs and data.is_regression
+    assert "text_pair" in data.train and data.task.name == "regression"
     assert len(data.train) > 5000 and len(data.validation) == 1500
     assert data.train["label"].between(0, 5).all()
 
@@ -142,7 +143,7 @@ def test_hub_id_offline_fails_with_a_clear_message():
 
 def test_option_problems_are_collected():
     with pytest.raises(TunelabError) as info:
-        DataSpec("x.csv", validation_fraction=1.5, limit=1, task="ranking").check()
+        load_task_data(DataSpec("x.csv", validation_fraction=1.5, limit=1, task="ranking"))
     message = str(info.value)
     assert "--validation-fraction" in message and "--limit" in message and "--task" in message
 
@@ -150,7 +151,7 @@ def test_option_problems_are_collected():
 def test_task_classification_keeps_numeric_labels_as_classes(tmp_path):
     path = tmp_path / "grades.csv"
     pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": [0.5, 1.5, 2.5] * 10}).to_csv(path, index=False)
-    assert load_task_data(DataSpec(str(path))).is_regression  # auto: non-integer numbers are scores
+    assert load_task_data(DataSpec(str(path))).task.name == "regression"  # auto: non-integer numbers are scores
     data = load_task_data(DataSpec(str(path), task="classification", validation_fraction=0.3))
-    assert data.task == "classification" and data.label_names == ["0.5", "1.5", "2.5"]
+    assert data.task.name == "classification" and data.label_names == ["0.5", "1.5", "2.5"]
     assert data.validation["label"].value_counts().sort_index().tolist() == [3, 3, 3]  # stratified by class

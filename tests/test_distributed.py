@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunelab.data import DataSpec, load_task_data
+from tunelab.data import DataSpec
+
+from tunelab.tasks import load_task_data
 from tunelab.evaluation import evaluate_checkpoint
 from tunelab.predict import load
 

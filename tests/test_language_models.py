@@ -103,7 +103,8 @@ def test_only_the_answer_and_its_end_of_turn_carry_loss(tiny_llama):
 
 
 def test_prompt_completion_rows_read_as_one_user_turn_and_its_answer(tiny_llama, tmp_path):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
     from tunelab.tasks import get_task
     from tunelab.tasks.base import Settings
 
@@ -114,7 +115,7 @@ def test_prompt_completion_rows_read_as_one_user_turn_and_its_answer(tiny_llama,
     encoded = []
     for path in (pairs, chats):
         data = load_task_data(DataSpec(source=path))  # detected from the columns
-        assert data.task == "causal-lm"
+        assert data.task.name == "causal-lm"
         settings = Settings("causal-lm", max_length=64, info=data.info)
         encoded.append(task.encode(tokenizer, data.train, settings, training=True))
     assert encoded[0].features["input_ids"] == encoded[1].features["input_ids"]
@@ -144,7 +145,8 @@ def test_long_conversations_are_cut_and_said_and_answerless_ones_dropped(tiny_ll
 
 
 def test_documents_are_joined_with_eos_and_cut_into_full_blocks(tiny_llama, tmp_path):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
     from tunelab.tasks import get_task
     from tunelab.tasks.base import Settings
 
@@ -272,7 +274,8 @@ def test_masked_lm_run_loads_in_fill_mask_and_seeds_a_classifier(tmp_path, capsy
     # A classifier from the adapted encoder: its head is new, its encoder starts as the adapted one.
     labeled = tmp_path / "labeled.csv"
     pd.DataFrame(sentiment_rows(64)).to_csv(labeled, index=False)
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
     from tunelab.modeling import load_model
     from tunelab.tasks import get_task
 
@@ -505,7 +508,9 @@ def test_language_models_evaluate_in_batches_whose_logits_fit_the_budget(tiny_ll
 def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path, caplog):
     import logging
 
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+
+    from tunelab.tasks import load_task_data
     from tunelab.tasks import get_task
     from tunelab.tasks.base import Settings
     from tunelab.train import TrainConfig, train
@@ -527,7 +532,8 @@ def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path, caplog):
 
 
 def test_chat_rows_from_parquet_and_json_strings_read_as_from_jsonl(tmp_path):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
 
     rows = chat_rows(12)
     jsonl = write_jsonl(tmp_path / "chat.jsonl", rows)

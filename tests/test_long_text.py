@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from conftest import FILLER, NEGATIVE, POSITIVE, build_tiny_bert, fails, run_cli, sentiment_rows
-from tunelab.collate import encode
+from tunelab.tasks.texts import encode
 from tunelab.modeling import load_tokenizer
 
 
@@ -77,19 +77,19 @@ def test_windows_carry_their_documents_label_and_auto_chooses_by_the_share_of_lo
     tokenizer = load_tokenizer(tiny_bert)
     task = get_task("classification")
     frame = pd.DataFrame({"text": [r["text"] for r in long_rows(2, 34)] + ["good film"], "label": [1, 0, 1]})
-    settings = Settings(task="classification", max_length=16, stride=4, long_text="auto")
+    settings = Settings(task="classification", max_length=16, stride=4, info={"long_text": "auto"})
     encoded = task.encode(tokenizer, frame, settings, training=True)
-    assert settings.long_text == "windows"  # 2 of 3 rows are long
+    assert settings.info["long_text"] == "windows"  # 2 of 3 rows are long
     assert encoded.labels == [1, 1, 1, 0, 0, 0, 1] and encoded.documents == [0, 0, 0, 1, 1, 1, 2]
     few = pd.DataFrame({"text": [long_rows(1, 34)[0]["text"]] + ["good film"] * 39, "label": [1] + [0] * 39})
-    settings = Settings(task="classification", max_length=16, stride=4, long_text="auto")
+    settings = Settings(task="classification", max_length=16, stride=4, info={"long_text": "auto"})
     encoded = task.encode(tokenizer, few, settings, training=True)
-    assert settings.long_text == "truncate"  # 1 of 40 (2.5%) is not more than 3%
+    assert settings.info["long_text"] == "truncate"  # 1 of 40 (2.5%) is not more than 3%
     assert len(encoded) == 40 and encoded.documents is None and encoded.lengths[0] == 16
     assert encoded.long.as_dict() == {"rows": 40, "long_rows": 1, "max_length": 16, "long_text": "truncate",
                                       "mean_excess": 20.0, "longest": 36}
     # asked for by name, truncation reports itself the same way (not through auto's windows, then cut)
-    encoded = task.encode(tokenizer, few, Settings(task="classification", max_length=16, long_text="truncate"),
+    encoded = task.encode(tokenizer, few, Settings(task="classification", max_length=16, info={"long_text": "truncate"}),
                           training=True)
     assert encoded.documents is None and encoded.long.as_dict()["long_text"] == "truncate"
 
@@ -119,7 +119,7 @@ def test_training_reports_the_long_rows_and_stores_the_rule(tiny_bert, tmp_path,
     run = tmp_path / "windows"
     assert yaml.safe_load((run / "config.yaml").read_text())["resolved"]["long_text"] == "windows"
     stored = json.loads((run / "best" / "tunelab.json").read_text())["settings"]
-    assert (stored["long_text"], stored["max_length"], stored["stride"]) == ("windows", 16, 4)
+    assert (stored["info"]["long_text"], stored["max_length"], stored["stride"]) == ("windows", 16, 4)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["rows_trained"] == 90 + 10 * 4  # each long row is 4 windows (text 14, 10 new per window)
 
@@ -153,14 +153,14 @@ def test_windows_of_pairs_and_long_text_on_token_classification_are_refused(tiny
     conll.write_text("alice B-PER\nvisited O\nparis B-LOC\n\nbob B-PER\nmet O\ncarol B-PER\n\n" * 10)
     line = fails(["train", "--data", conll, "--model", tiny_bert, "--long-text", "truncate",
                   "--output", tmp_path / "ner"], capsys)
-    assert line == ("error: --long-text applies to classification; token-classification reads every sentence "
-                    "whole, in windows of --max-length pieces sharing --stride: drop --long-text")
+    assert line == ("error: --long-text applies to multi-label, regression and classification: drop it for "
+                    "token-classification")
     line = fails(["train", "--data", pairs_tsv, "--model", tiny_bert, "--long-text", "sometimes"], capsys)
     assert line == "error: --long-text must be one of auto, windows, truncate, got 'sometimes'"
 
 
 def test_windows_combine_into_mean_probabilities_for_every_head():
-    from tunelab.tasks.classification import ClassificationTask
+    from tunelab.tasks.classification import ClassificationTask, RegressionTask
     from tunelab.tasks.multi_label import MultiLabelTask, sigmoid
 
     logits = np.array([[2.0, -1.0], [0.5, 0.5], [-3.0, 1.0], [1.0, 0.0]], dtype=np.float32)
@@ -170,21 +170,22 @@ def test_windows_combine_into_mean_probabilities_for_every_head():
     np.testing.assert_allclose(np.exp(single), [softmax[:3].mean(0), softmax[3]], rtol=1e-5)
     multi = MultiLabelTask().combine(logits, documents)
     np.testing.assert_allclose(sigmoid(multi), [sigmoid(logits[:3]).mean(0), sigmoid(logits[3])], rtol=1e-5)
-    scores = ClassificationTask(regression=True).combine(np.array([[1.0], [2.0], [6.0], [4.0]]), documents)
+    scores = RegressionTask().combine(np.array([[1.0], [2.0], [6.0], [4.0]]), documents)
     np.testing.assert_allclose(scores, [[3.0], [4.0]])
 
 
 def test_evaluation_during_training_scores_documents_not_windows():
     from types import SimpleNamespace
 
-    from tunelab.collate import Encoded
+    from tunelab.collate import Encoded, by_row
     from tunelab.tasks.classification import ClassificationTask
 
     # Document 0 (label 1) is three windows, one sure of 1 and two leaning to 0; document 1 (label 0) is one.
     logits = np.array([[0.0, 5.0], [0.2, 0.0], [0.2, 0.0], [1.0, 0.0]], dtype=np.float32)
     encoded = Encoded({"input_ids": [[1]] * 4}, [1, 1, 1, 0], documents=[0, 0, 0, 1])
-    data = SimpleNamespace(num_labels=2, is_regression=False, label_names=["negative", "positive"])
+    data = SimpleNamespace(label_names=["negative", "positive"])
     order = np.array([3, 0, 2, 1])  # gathered in any order
-    scores = ClassificationTask().score([(logits[order], np.array([0, 1, 1, 1]), order)], encoded, data)
+    rows = by_row([(logits[order], np.array([0, 1, 1, 1]), order)])
+    scores = ClassificationTask().score(rows, encoded, data)
     assert scores.metrics["accuracy"] == 1.0  # per window it would be 0.5
     assert scores.details["confusion_matrix"] == [[1, 0], [0, 1]]

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import FILLER, NEGATIVE, POSITIVE, fails, run_cli
-from tunelab.data import DataSpec, load_task_data
+from tunelab.data import DataSpec
+from tunelab.tasks import load_task_data
 from tunelab.tasks.multi_label import score_sets, tune_thresholds
 
 
@@ -47,7 +48,7 @@ def test_the_three_label_formats_read_as_the_same_sets(tmp_path):
         "flags": load_task_data(DataSpec(str(files["flags"]), label_columns="good,bad")),
     }
     for data in read.values():
-        assert data.task == "multi-label" and data.label_names == ["bad", "good"]
+        assert data.task.name == "multi-label" and data.label_names == ["bad", "good"]
     sets = {k: sorted(map(tuple, pd.concat([d.train, d.validation])["label"])) for k, d in read.items()}
     assert sets["strings"] == sets["lists"] == sets["flags"]
     expected = sorted(tuple(float(n in r["labels"]) for n in ("bad", "good")) for r in label_rows(40))

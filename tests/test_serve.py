@@ -186,28 +186,28 @@ def test_full_queue_answers_503_and_slow_requests_504(trained_run):
 def test_micro_batcher_gathers_until_full_or_timeout():
     sizes = []
 
-    def predict(texts, pairs):
-        sizes.append(len(texts))
-        return [t.upper() for t in texts]
+    def predict(items):
+        sizes.append(len(items))
+        return [t.upper() for t in items]
 
     async def scenario():
         batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=200, max_queue=16)
         batcher.start()
         # Six one-row jobs at once: a full batch of four, then the two left.
-        outs = await asyncio.gather(*(batcher.submit([f"t{i}"], None) for i in range(6)))
+        outs = await asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(6)))
         # A job alone waits up to max_wait for company: one sent 20 ms later joins its batch.
         async def later():
             await asyncio.sleep(0.02)
-            return await batcher.submit(["late"], None)
+            return await batcher.submit(["late"])
 
-        together = await asyncio.gather(batcher.submit(["early"], None), later())
+        together = await asyncio.gather(batcher.submit(["early"]), later())
         # One that comes after max_wait has passed starts a batch of its own.
-        alone = [await batcher.submit(["a"], None)]
+        alone = [await batcher.submit(["a"])]
         await asyncio.sleep(0.3)
-        alone.append(await batcher.submit(["b"], None))
+        alone.append(await batcher.submit(["b"]))
         full = MicroBatcher(predict, max_batch_size=4, max_wait_ms=30, max_queue=2)
         with pytest.raises(QueueFull):
-            await asyncio.gather(*(full.submit([f"q{i}"], None) for i in range(5)))
+            await asyncio.gather(*(full.submit([f"q{i}"]) for i in range(5)))
         await batcher.stop()
         return outs, together, alone
 

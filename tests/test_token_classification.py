@@ -127,7 +127,8 @@ def test_evaluate_reproduces_the_figure_training_recorded(ner_run, ner_files, ca
 
 
 def test_classification_evaluate_uses_the_trained_max_length(sentiment_csv, tiny_bert, tmp_path, capsys):
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+    from tunelab.tasks import load_task_data
     from tunelab.train import TrainConfig, train
 
     result = train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(tmp_path / "run"), epochs=2,
@@ -167,7 +168,9 @@ def test_cli_trains_from_conll_and_predicts_in_every_format(ner_files, tiny_ner_
 def test_list_columns_and_class_label_ids_keep_their_names(tiny_ner_bert, tmp_path):
     import datasets
 
-    from tunelab.data import DataSpec, load_task_data
+    from tunelab.data import DataSpec
+
+    from tunelab.tasks import load_task_data
 
     sentences = ner_sentences(30, seed=3)
     names = ["O", "B-PER", "B-LOC", "I-LOC", "B-ORG"]
@@ -178,13 +181,13 @@ def test_list_columns_and_class_label_ids_keep_their_names(tiny_ner_bert, tmp_pa
     ds.train_test_split(test_size=0.2, seed=0).save_to_disk(str(tmp_path / "saved"))
     data = load_task_data(DataSpec(str(tmp_path / "saved"), tokens_column="words", tags_column="ner",
                                    validation="test"))
-    assert data.task == "token-classification" and data.info["tag_scheme"] == "IOB2"
+    assert data.task.name == "token-classification" and data.info["tag_scheme"] == "IOB2"
     assert data.label_names == ["O", "B-LOC", "I-LOC", "B-ORG", "B-PER"]
     jsonl = tmp_path / "ner.jsonl"
     jsonl.write_text("".join(json.dumps({"tokens": [w for w, _ in s], "tags": [t for _, t in s]}) + "\n"
                              for s in sentences), encoding="utf-8")
     again = load_task_data(DataSpec(str(jsonl)))
-    assert again.task == "token-classification" and again.label_names == data.label_names
+    assert again.task.name == "token-classification" and again.label_names == data.label_names
 
 
 def test_resume_gives_the_run_an_uninterrupted_one_gives(ner_files, tiny_ner_bert, tmp_path):

@@ -50,7 +50,7 @@ def test_best_checkpoint_is_the_one_its_metrics_describe(trained_run):
     assert info["step"] == trained_run.best_step
     # Re-create the validation rows exactly as training did, and score the saved checkpoint.
     spec = yaml.safe_load((trained_run.run_dir / "config.yaml").read_text())
-    from tunelab.data import load_task_data
+    from tunelab.tasks import load_task_data
 
     data = load_task_data(DataSpec(spec["data"], seed=spec["seed"]))
     validation = trained_run.run_dir / "val.csv"

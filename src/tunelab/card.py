@@ -35,7 +35,8 @@ class CardInfo:
     epoch: float | None
     per_class: dict = field(default_factory=dict)
     curves: tuple[str, ...] = ()  # image files beside the card
-    example: str = "What a great film!"  # the input the usage snippet shows (the task's)
+    usage: list[str] = field(default_factory=list)  # Python lines that use it with transformers (the task's)
+    command: str = '"What a great film!"'  # what `tunelab predict PATH_OR_HUB_ID` is given (the task's)
 
 
 def base_model(model: str) -> str | None:
@@ -90,8 +91,6 @@ def render(info: CardInfo, name: str) -> str:
     body += [f"| --{k.replace('_', '-')} | {v} |" for k, v in shown.items()]
     if info.curves:
         body += ["", "## Training curves", ""] + [f"![{Path(c).stem}]({c})" for c in info.curves]
-    example = info.example
-    body += ["", "## Use", "", "With transformers alone:", "", "```python", "from transformers import pipeline", "",
-             f'model = pipeline("{info.pipeline_tag}", model="PATH_OR_HUB_ID")', f'print(model("{example}"))', "```",
-             "", "With tunelab:", "", "```bash", f'tunelab predict PATH_OR_HUB_ID "{example}"', "```", ""]
+    body += ["", "## Use", "", "With transformers alone:", "", "```python", *info.usage, "```",
+             "", "With tunelab:", "", "```bash", f"tunelab predict PATH_OR_HUB_ID {info.command}", "```", ""]
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n" + "\n".join(body)).content

@@ -1,25 +1,19 @@
-"""Tokenize frames once, then batch them with dynamic padding.
+"""Encoded rows, batched with dynamic padding.
 
-Rows are tokenized with the fast tokenizer in batches and kept unpadded (long
-documents are counted, and cut or split into windows: long_text.py); each batch
+A task tokenizes its rows once and keeps them unpadded (`Encoded`); each batch
 is padded to its own longest row. Training batches are grouped by length so that
-little padding is computed at all.
+little padding is computed at all, or packed end to end.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-import pandas as pd
 import torch
-
-if TYPE_CHECKING:
-    from tunelab.long_text import Lengths
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +22,9 @@ ROW_INDEX = "row_index"  # which encoded row a batch row is: evaluation scores r
 IGNORE = -100  # a label position the loss and the metrics skip
 
 
-def model_inputs(batch: dict) -> dict:
-    """The batch without what only tunelab reads (the row indices)."""
-    return {key: value for key, value in batch.items() if key != ROW_INDEX}
+def model_inputs(batch: dict, leave: Sequence[str] = ()) -> dict:
+    """The batch without what only tunelab reads (the row indices) and the keys in `leave`."""
+    return {key: value for key, value in batch.items() if key != ROW_INDEX and key not in leave}
 
 
 def effective_max_length(tokenizer, config, requested: int | None) -> int:
@@ -49,20 +43,23 @@ def effective_max_length(tokenizer, config, requested: int | None) -> int:
 
 @dataclass
 class Encoded:
-    """Tokenized rows, unpadded, with their labels (a class id, a float, or one id per piece)."""
+    """Tokenized rows, unpadded, with their labels (a class id, a float, or one id per piece); features a
+    task adds beside the model inputs (answer positions) are batched as well."""
 
     features: dict[str, list[list[int]]]
     labels: list | None
     meta: list | None = None  # what a task keeps per row to map outputs back (token classification: windows)
     documents: list[int] | None = None  # the document each row is a window of (--long-text windows), else None
-    long: "Lengths | None" = None  # how many documents were longer than the window, and by how much
+    long: Any = None  # how many documents were longer than the window, and by how much (the task's report)
 
     def __len__(self) -> int:
         return len(self.features["input_ids"])
 
     @property
     def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.features["input_ids"]]
+        """Each row's tokens (a row of several sequences, one per choice: all of theirs)."""
+        return [len(ids) if not ids or isinstance(ids[0], int) else sum(map(len, ids))
+                for ids in self.features["input_ids"]]
 
     def __getitem__(self, index: int) -> dict:
         row = {name: values[index] for name, values in self.features.items()}
@@ -71,89 +68,31 @@ class Encoded:
         row[ROW_INDEX] = index
         return row
 
-    def cut(self) -> "Encoded":
-        """Each document's first window alone: its rows cut to the window, as --long-text truncate reads them."""
-        from tunelab.long_text import first_rows
-
-        if self.documents is None:
-            return self
-        keep = first_rows(self.documents)
-        labels = [self.labels[i] for i in keep] if self.labels is not None else None
-        long = dataclasses.replace(self.long, mode="truncate") if self.long is not None else None
-        return Encoded({name: [values[i] for i in keep] for name, values in self.features.items()}, labels,
-                       long=long)
-
-
-def encode(
-    tokenizer,
-    texts: Sequence[str],
-    text_pairs: Sequence[str] | None,
-    max_length: int,
-    labels: Sequence | None = None,
-    stride: int = 0,
-    windows: bool = False,
-) -> Encoded:
-    """Tokenize rows (pairs produce token_type_ids) with the fast tokenizer, in batches of 1,000.
-
-    Rows longer than `max_length` pieces are counted (`Encoded.long`) and cut, or with `windows` split into
-    windows sharing `stride` pieces, each with its document's label (`Encoded.documents` says whose).
-    """
-    from tunelab.long_text import Lengths, tokenize
-
-    texts = list(texts)
-    pairs = list(text_pairs) if text_pairs is not None else None
-    features: dict[str, list[list[int]]] = {"input_ids": []}
-    documents: list[int] = []
-    lengths = Lengths(len(texts), max_length, "windows" if windows else "truncate")
-    for start in range(0, len(texts), 1000):
-        chunk = tokenize(tokenizer, texts[start:start + 1000], pairs[start:start + 1000] if pairs else None,
-                         max_length, stride, windows, MODEL_INPUTS)
-        for name, values in chunk.features.items():
-            features.setdefault(name, []).extend(values)
-        documents.extend(start + d for d in (chunk.documents or range(len(chunk.features["input_ids"]))))
-        lengths.excess.extend(chunk.lengths.excess)
-        lengths.stride = chunk.lengths.stride  # as clamped to the window
-    labels = list(labels) if labels is not None else None
-    if not windows:
-        return Encoded(features, labels, long=lengths)
-    if labels is not None:
-        labels = [labels[d] for d in documents]
-    return Encoded(features, labels, documents=documents, long=lengths)
-
-
-def encode_frame(tokenizer, frame: pd.DataFrame, max_length: int, stride: int = 0, windows: bool = False) -> Encoded:
-    pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
-    labels = frame["label"].tolist() if "label" in frame else None
-    return encode(tokenizer, frame["text"].astype(str).tolist(), pairs, max_length, labels, stride, windows)
-
 
 @dataclass
 class Collator:
-    """Pad a list of rows to the longest one in the batch; per-piece labels are padded with -100."""
+    """Pad a list of rows to the longest one in the batch. A list feature of integers is padded (input ids
+    with the padding id, per-piece labels with -100, masks and segment ids with 0); a list of floats (one
+    value per label) and a single number are stacked as they are."""
 
     pad_token_id: int = 0
-    regression: bool = False
-    multi_hot: bool = False  # labels are one 0/1 float per label (multi-label), not one per piece
+    skip: tuple[str, ...] = ()  # row keys that stay out of the batch (what only the collator reads)
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
         batch = {}
-        for name in MODEL_INPUTS:
-            if name not in rows[0]:
+        for name, first in rows[0].items():
+            if name in self.skip:
                 continue
-            fill = self.pad_token_id if name == "input_ids" else 0
-            batch[name] = torch.tensor([r[name] + [fill] * (width - len(r[name])) for r in rows], dtype=torch.long)
-        if "labels" in rows[0]:
-            if self.multi_hot:
-                batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.float32)
-            elif isinstance(rows[0]["labels"], list):
-                labels = [r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]
-                batch["labels"] = torch.tensor(labels, dtype=torch.long)
+            values = [r[name] for r in rows]
+            if isinstance(first, list) and first and isinstance(first[0], float):
+                batch[name] = torch.tensor(values, dtype=torch.float32)
+            elif isinstance(first, list):
+                fill = self.pad_token_id if name == "input_ids" else IGNORE if name == "labels" else 0
+                width = max(len(v) for v in values)
+                batch[name] = torch.tensor([v + [fill] * (width - len(v)) for v in values], dtype=torch.long)
             else:
-                dtype = torch.float32 if self.regression else torch.long
-                batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=dtype)
-        if ROW_INDEX in rows[0]:
-            batch[ROW_INDEX] = torch.tensor([r[ROW_INDEX] for r in rows], dtype=torch.long)
+                dtype = torch.float32 if isinstance(first, float) else torch.long
+                batch[name] = torch.tensor(values, dtype=dtype)
         return batch
 
 
@@ -227,30 +166,34 @@ class PackingCollator:
 
 
 @torch.inference_mode()
-def packing_matches(model, rows: list[dict], collator: PackingCollator, autocast=None) -> bool:
-    """Whether `model` gives rows packed by `collator` the logits it gives them padded (architectures with
-    relative positions or no 4-D attention mask do not)."""
+def packing_matches(model, rows: list[dict], collator: PackingCollator, outputs: Sequence[str] = ("logits",),
+                    autocast=None) -> bool:
+    """Whether `model` gives rows packed by `collator` the `outputs` (per position) it gives them padded
+    (architectures with relative positions or no 4-D attention mask do not)."""
     import contextlib
 
-    pad_token_id = collator.pad_token_id
     lengths = [len(r["input_ids"]) for r in rows]
-    padded, packed = Collator(pad_token_id)(rows), collator(rows)
+    padded, packed = Collator(collator.pad_token_id)(rows), collator(rows)
     was_training = model.training
     model.eval()
     try:
         with autocast or contextlib.nullcontext():
-            expected = model(**{k: v for k, v in padded.items() if k in MODEL_INPUTS}).logits.float()
-            got = model(**{k: v for k, v in packed.items() if k in MODEL_INPUTS + ("position_ids",)}).logits.float()
+            expected = model(**{k: v for k, v in padded.items() if k in MODEL_INPUTS})
+            got = model(**{k: v for k, v in packed.items() if k in MODEL_INPUTS + ("position_ids",)})
     except Exception as exc:  # any refusal of the inputs means the model cannot take packed rows
         logger.debug("packed rows refused: %s", exc)
         return False
     finally:
         model.train(was_training)
-    for b, members in enumerate(collator.layout(lengths)):
+    return all(_same_rows(got[name].float(), expected[name].float(), collator.layout(lengths), lengths)
+               for name in outputs)
+
+
+def _same_rows(packed: torch.Tensor, padded: torch.Tensor, layout: list[list[int]], lengths: list[int]) -> bool:
+    for b, members in enumerate(layout):
         offset = 0
         for i in members:
-            same = torch.allclose(got[b, offset : offset + lengths[i]], expected[i, : lengths[i]], atol=1e-4, rtol=1e-3)
-            if not same:
+            if not torch.allclose(packed[b, offset:offset + lengths[i]], padded[i, :lengths[i]], atol=1e-4, rtol=1e-3):
                 return False
             offset += lengths[i]
     return True
@@ -329,3 +272,13 @@ def make_loader(encoded: Encoded, batch_size: int, collator: Collator, seed: int
     # dropout uses, so a resumed run's fresh iterator leaves the dropout masks as they would have been.
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=collator, generator=generator)
+
+
+def by_row(gathered: list[tuple]) -> list[tuple]:
+    """Batches of (outputs..., row indices), gathered in any order, as each encoded row's outputs in row order
+    (a row gathered twice, as accelerate pads the last batch across processes, counts once)."""
+    found: dict[int, tuple] = {}
+    for *values, rows in gathered:
+        for i, row in enumerate(rows.tolist()):
+            found[row] = tuple(v[i] for v in values)
+    return [found[i] for i in sorted(found)]

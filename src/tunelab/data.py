@@ -1,9 +1,9 @@
 """Read data from files, CoNLL column files, `save_to_disk` folders, the hub or a built-in corpus.
 
 This module knows sources, not tasks: it turns a source into split frames
-(`read_source`) and offers the helpers every task uses (column selection,
-blank rows, limits, validation splits). What the columns mean, and how labels
-become ids, is up to the task (`tunelab.tasks`), which `load_task_data` asks.
+(`read_source`, `read_splits`) and offers the helpers every task uses (column
+selection, blank rows, limits, validation splits). What the columns mean, and
+how labels become ids, is up to the task (`tunelab.tasks`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import importlib.util
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from tunelab.errors import TunelabError, collect
+from tunelab.errors import TunelabError
 
 logger = logging.getLogger(__name__)
 
@@ -32,69 +32,31 @@ SUPPORTED = (".csv, .tsv, .json, .jsonl, .parquet (optionally compressed), a CoN
              "a datasets.save_to_disk folder, a hub dataset id")
 
 
-@dataclass
 class DataSpec:
-    """Where the data is and which columns hold what."""
+    """Where the data is, how much of it to use, and the task's options as given (its columns, by name)."""
 
-    source: str
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    tokens_column: str = "tokens"  # token classification: a list column of words
-    tags_column: str = "tags"  # token classification: a list column of tags (names or ClassLabel ids)
-    tag_column: int = -1  # a CoNLL file's tag column, 0-based; negative counts from the end
-    label_separator: str = ","  # multi-label: what separates the labels of a row in one string
-    label_columns: str | None = None  # multi-label: several 0/1 columns, one per label, comma-separated
-    messages_column: str = "messages"  # language models: a list of {role, content} turns (chat)
-    prompt_column: str = "prompt"  # language models: prompt / completion pairs
-    completion_column: str = "completion"
-    line_per_document: bool = False  # plain .txt files: one document a line (not blank-line-separated blocks)
-    validation: str | None = None  # a file, or a split name of a hub / save_to_disk source
-    validation_fraction: float = 0.1
-    seed: int = 42
-    limit: int | None = None
-    task: str = "auto"
+    def __init__(self, source: str, *, validation: str | None = None, validation_fraction: float = 0.1,
+                 seed: int = 42, limit: int | None = None, task: str = "auto", **options):
+        self.source = source
+        self.validation = validation  # a file, or a split name of a hub / save_to_disk source
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.limit = limit
+        self.task = task  # a task name, or auto
+        self.options = options  # the task options given (the tasks' declarations say their defaults)
 
-    def check(self) -> None:
-        """Collect every problem with the options before any file is read."""
+    def __repr__(self) -> str:
+        return (f"DataSpec({self.source!r}, validation={self.validation!r}, limit={self.limit!r}, task={self.task!r}, "
+                f"options={self.options!r})")
+
+    def problems(self) -> list[str]:
+        """Every problem with the options that can be told before any file is read."""
         problems = []
         if not 0.0 < self.validation_fraction < 1.0:
             problems.append(f"--validation-fraction must be between 0 and 1, got {self.validation_fraction}")
         if self.limit is not None and self.limit < 2:
             problems.append(f"--limit must be at least 2, got {self.limit}")
-        from tunelab.tasks import TASK_NAMES
-
-        if self.task not in TASK_NAMES:
-            problems.append(f"--task must be one of {', '.join(TASK_NAMES)}, got '{self.task}'")
-        if not self.label_separator:
-            problems.append("--label-separator must not be empty")
-        if self.label_columns is not None and self.task not in ("auto", "multi-label"):
-            problems.append(f"--label-columns marks multi-label data; drop it or use --task multi-label, not {self.task}")
-        if self.text_pair_column is not None and self.text_pair_column == self.text_column:
-            problems.append("--text-pair-column must differ from --text-column")
-        collect(problems)
-
-
-@dataclass
-class TaskData:
-    """Train and validation frames with the task's normalized columns, and the label set."""
-
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    label_names: list[str] | None  # None for regression
-    has_pairs: bool
-    name: str
-    label_values: list[str] = field(default_factory=list)  # the raw labels, in id order
-    task: str = "classification"  # the name of the tunelab.tasks module that read it
-    info: dict = field(default_factory=dict)  # what the task found and stores with the run (a tag scheme, ...)
-
-    @property
-    def is_regression(self) -> bool:
-        return self.label_names is None
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.label_names is None else len(self.label_names)
+        return problems
 
 
 # ---------------------------------------------------------------- reading files
@@ -377,7 +339,7 @@ def drop_blank(frame: pd.DataFrame, where: str, inputs: list[str], target: str |
     bad = input_blank | target_blank
     if not bad.any():
         return frame
-    what = "text" if "text" in inputs else "tokens"
+    what = "text" if "text" in inputs else inputs[0]
     if bad.all():
         raise TunelabError(
             f"{where}: all {len(frame)} rows have an empty or null {what} or label; check the column options"
@@ -428,18 +390,11 @@ class Splits:
     builtin: Builtin | None
 
 
-def reads_plain_text(spec: DataSpec) -> bool:
-    """Whether the named task reads .txt files as documents (language models) rather than CoNLL columns."""
-    from tunelab.tasks import registry
-
-    task = registry().get(spec.task)
-    return bool(task and task.reads_plain_text)
-
-
-def read_splits(spec: DataSpec) -> Splits:
-    """The raw training frame and the validation frame (a file, a split of the source, or none yet)."""
+def read_splits(spec: DataSpec, plain_text: bool = False, line_per_document: bool = False) -> Splits:
+    """The raw training frame and the validation frame (a file, a split of the source, or none yet). With
+    `plain_text` (tasks that read unlabeled text), .txt files and folders are read as documents."""
     builtin = BUILTINS.get(spec.source)
-    plain = reads_plain_text(spec), spec.line_per_document
+    plain = plain_text, line_per_document
     raw = builtin.load(spec.seed) if builtin is not None else read_source(spec.source, *plain)
     name = spec.source if builtin else Path(spec.source).name.split(".")[0] or spec.source
     if "train" not in raw:
@@ -459,28 +414,15 @@ def read_splits(spec: DataSpec) -> Splits:
     return Splits(name, raw["train"], f"{spec.source} (train)", frame, where, builtin)
 
 
-def read_split(spec: DataSpec, split: str) -> tuple[pd.DataFrame, str, Builtin | None]:
-    """One split of a source, for evaluation: the named split, or the whole file when it has one."""
+def read_split(spec: DataSpec, split: str) -> Splits:
+    """One split of a source, for evaluation (as the Splits' training frame): the named split, or the whole
+    file when it has one."""
     builtin = BUILTINS.get(spec.source)
-    raw = (builtin.load(spec.seed) if builtin is not None
-           else read_source(spec.source, reads_plain_text(spec), spec.line_per_document))
+    raw = builtin.load(spec.seed) if builtin is not None else read_source(spec.source)
     if builtin is not None and split not in raw:
         raise TunelabError(f"split '{split}' not in {spec.source}; splits: {', '.join(raw)}")
     frame = raw.get(split) if split in raw else raw["train"] if len(raw) == 1 else None
     if frame is None:
         raise TunelabError(f"split '{split}' not in {spec.source}; splits found: {', '.join(raw)}")
     where = f"{spec.source} ({split})" if len(raw) > 1 else spec.source
-    return frame, where, builtin
-
-
-def load_task_data(spec: DataSpec) -> TaskData:
-    """Read the source and let its task (named, or detected from the data) normalize it."""
-    from tunelab.tasks import detect_task
-
-    spec.check()
-    splits = read_splits(spec)
-    task = detect_task(spec, splits)
-    data = task.read(spec, splits)
-    logger.info("data: %d training and %d validation rows from %s (%s)", len(data.train), len(data.validation),
-                spec.source, data.task)
-    return data
+    return Splits(spec.source, frame, where, None, None, builtin)

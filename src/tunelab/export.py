@@ -41,32 +41,9 @@ def onnx_path(checkpoint: str | Path, quantized: bool = True) -> Path:
 
 def export_onnx(checkpoint: str | Path, quantize: bool = True, progress: bool = False) -> Path:
     """Export a checkpoint (any tunelab task's head) to CHECKPOINT/onnx/ (fp32, and int8 when `quantize`)."""
-    import torch
-    from transformers import AutoConfig
-
-    from tunelab.tasks import task_for_config
-
     _require("onnx", "onnx")
     _require("onnxruntime", "onnxruntime")
     checkpoint = check_checkpoint(checkpoint)
-    task = task_for_config(AutoConfig.from_pretrained(checkpoint))
-    # Eager attention exports to plain ops that ONNX Runtime fuses and quantizes well.
-    model = task.model_class().from_pretrained(checkpoint, attn_implementation="eager").eval()
-    names = ["input_ids", "attention_mask"]
-    if getattr(model.config, "type_vocab_size", 0):
-        names.append("token_type_ids")
-    example = {n: (torch.zeros if n == "token_type_ids" else torch.ones)(2, 8, dtype=torch.long) for n in names}
-    # A padded row, so the trace keeps the attention-mask path (an all-ones mask can be skipped).
-    example["attention_mask"][1, 5:] = 0
-
-    class Logits(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *inputs):
-            return self.inner(**dict(zip(names, inputs))).logits
-
     for stale in checkpoint.glob(".onnx.tmp.*"):  # left by an export that was killed
         shutil.rmtree(stale, ignore_errors=True)
     from tunelab.progress import bar
@@ -75,19 +52,12 @@ def export_onnx(checkpoint: str | Path, quantize: bool = True, progress: bool = 
     stages = bar(1 + quantize, "export", unit="stage", enabled=progress)
     try:
         stages.set_postfix_str("tracing to ONNX")
-        axes = {name: {0: "batch", 1: "sequence"} for name in names}
-        axes["logits"] = task.logits_axes()
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
-            torch.onnx.export(Logits(model), tuple(example[n] for n in names), str(staging / FP32_FILE),
-                              input_names=names, output_names=["logits"], dynamic_axes=axes, opset_version=17,
-                              dynamo=False)
+        trace(checkpoint, staging / FP32_FILE)
         stages.update()
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             stages.set_postfix_str("quantizing to int8")
-
             # Per-channel scales with 7-bit weights: on CPUs without VNNI (AVX2) the int8 kernels can
             # saturate 16-bit sums; measured here, per-tensor 8-bit lost 0.7 points on MRPC, this none.
             quantize_dynamic(str(staging / FP32_FILE), str(staging / INT8_FILE), weight_type=QuantType.QInt8,
@@ -106,6 +76,43 @@ def export_onnx(checkpoint: str | Path, quantize: bool = True, progress: bool = 
     return onnx_path(checkpoint, quantize)
 
 
+def trace(checkpoint: Path, target: Path) -> None:
+    """The checkpoint's model traced to ONNX on an example batch of its task (two inputs of different
+    lengths, so the trace keeps the attention-mask path), with the task's outputs and dynamic axes."""
+    import torch
+    from transformers import AutoConfig
+
+    from tunelab.collate import MODEL_INPUTS
+    from tunelab.modeling import load_tokenizer
+    from tunelab.predict import Predictor, read_settings
+    from tunelab.tasks import task_for_config
+
+    task = task_for_config(AutoConfig.from_pretrained(checkpoint))
+    # Eager attention exports to plain ops that ONNX Runtime fuses and quantizes well.
+    model = task.model_class().from_pretrained(checkpoint, attn_implementation="eager").eval()
+    predictor = Predictor(model, load_tokenizer(str(checkpoint)), task=task, settings=read_settings(checkpoint, task))
+    encoded = task.encode_items(predictor, task.export_items())
+    batch = predictor.collator([encoded[i] for i in range(len(encoded))])
+    names = [n for n in MODEL_INPUTS if n in batch]
+    outputs = task.output_names
+
+    class Outputs(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            found = self.inner(**dict(zip(names, inputs)))
+            return tuple(found[name] for name in outputs)
+
+    axes = {name: task.input_axes() for name in names}
+    axes.update(task.output_axes())
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+        torch.onnx.export(Outputs(model), tuple(batch[n] for n in names), str(target), input_names=names,
+                          output_names=list(outputs), dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
 class OnnxRunner:
     """Runs an exported model with ONNX Runtime; called with the same batches as the torch model."""
 
@@ -117,7 +124,8 @@ class OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, batch: dict) -> np.ndarray:
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
         feed = {name: batch[name].numpy().astype(np.int64) for name in self.inputs}
-        return self.session.run(["logits"], feed)[0]
+        return dict(zip(self.outputs, self.session.run(self.outputs, feed)))

@@ -130,12 +130,13 @@ def load_classifier(name: str, label_names: list[str] | None, *, label_values: l
     """A sequence-classification model with id2label set (num_labels=1 for regression)."""
     import pandas as pd
 
-    from tunelab.data import TaskData
     from tunelab.tasks import get_task
+    from tunelab.tasks.base import TaskData
 
+    task = get_task("classification" if label_names is not None else "regression")
     empty = pd.DataFrame()
-    data = TaskData(empty, empty, label_names, False, "", list(label_values or label_names or []))
-    return load_model(name, get_task("classification"), data, **options)
+    data = TaskData(empty, empty, task, "", label_names, list(label_values or label_names or []))
+    return load_model(name, task, data, **options)
 
 
 def freeze_input_embeddings(model) -> None:

@@ -150,12 +150,11 @@ def _metric_direction(base: dict) -> tuple[str, str]:
 
 
 def _default_metric(base: dict) -> str:
-    from tunelab.data import load_task_data
-    from tunelab.tasks import get_task
+    from tunelab.tasks import load_task_data
     from tunelab.train import TrainConfig
 
     data = load_task_data(TrainConfig(**base).data_spec())
-    return get_task(data.task).default_metric(data)
+    return data.task.default_metric(data)
 
 
 def _open_study(config: SweepConfig):

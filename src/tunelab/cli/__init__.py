@@ -28,6 +28,46 @@ def _register() -> None:
                              tokenize, train)  # each adds its command
 
 
+def dataclass_parameters(kind, skip: tuple[str, ...] = ()) -> list:
+    """One command-line option per field of the dataclass `kind` (declared with tunelab.options.option):
+    --field-name (and its extra flags), its type, its default and its help; booleans get --name/--no-name."""
+    import dataclasses
+    import inspect
+    import typing
+
+    types = typing.get_type_hints(kind)
+    out = []
+    for f in dataclasses.fields(kind):
+        if not f.metadata.get("cli", True) or f.name in skip:
+            continue
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        flags = (f"{flag}/--no-{flag[2:]}",) if types[f.name] is bool else (flag, *f.metadata.get("flags", ()))
+        out.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=types[f.name],
+                                     default=typer.Option(f.default, *flags, help=f.metadata.get("help"))))
+    return out
+
+
+def option_parameters(command: str, default_help: str = "") -> list:
+    """The options the tasks declare for `command` (evaluate, predict): each --flag with its type and help,
+    None (not given) by default; `default_help` says what not giving it means."""
+    import inspect
+    import typing
+
+    from tunelab.tasks import task_options
+
+    out = []
+    for item in task_options(command):
+        kind = item.type if item.default is None or item.type is bool else typing.Optional[item.type]
+        helped = item.help + (f" (default: {default_help})" if default_help and item.stored else "")
+        if item.type is bool:
+            kind, flags = typing.Optional[bool], (f"{item.flag}/--no-{item.flag[2:]}",)
+        else:
+            flags = (item.flag, *item.flags)
+        out.append(inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                                     default=typer.Option(None, *flags, help=helped)))
+    return out
+
+
 def process_rank() -> int:
     """This process's rank under torchrun, accelerate launch or MPI (0 when alone)."""
     for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"):

@@ -1,50 +1,57 @@
-"""`tunelab predict`: what a checkpoint predicts for texts, pairs, token lists or a CoNLL file."""
+"""`tunelab predict`: what a checkpoint predicts for inputs given as arguments, in a file or on standard
+input. The checkpoint's task reads them (its input flags, its columns) and prints the predictions."""
 
 from __future__ import annotations
 
+import inspect
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from tunelab.cli import app
+from tunelab.cli import app, option_parameters
 from tunelab.errors import TunelabError
 
 
-@dataclass
-class Inputs:
-    """What to predict: texts (or token lists) and pair texts, and a CoNLL file's own lines."""
+def predict(checkpoint: str, texts: Optional[List[str]], input_file: Optional[str], output_format: str,
+            batch_size: int, backend: str, progress: bool, **options) -> None:
+    """Print each input's prediction: label and probability, tagged entities, an answer, a choice."""
+    from tunelab.predict import load
+    from tunelab.tasks import task_options
 
-    items: list
-    pairs: list[str] | None = None
-    conll: list[list[list[str]]] | None = field(default=None)  # each sentence's token lines, to write back
+    inputs = {o.name: options.pop(o.name) for o in input_options()}
+    columns = {o.name for o in task_options("predict") if o.stored == "columns"}
+    decisions = {k: options.pop(k) for k in list(options) if k not in columns}
+    predictor = load(checkpoint, batch_size=batch_size, backend=backend, progress=progress and input_file is not None,
+                     **decisions)
+    task = predictor.task
+    if output_format not in task.formats:
+        raise TunelabError(f"--format must be one of {', '.join(task.formats)} for a {task.name} checkpoint, got "
+                           f"'{output_format}'")
+    columns = {**predictor.settings.columns, **{k: v for k, v in options.items() if v is not None}}
+    items = read_items(task, texts or [], inputs, input_file, columns)
+    typer.echo(task.render(items, predictor.predict(items), output_format, predictor), nl=False)
 
 
-def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], text_column: str,
-                text_pair_column: Optional[str], tokens_column: str) -> Inputs:
-    """Texts from arguments, a file or standard input (one per line, TAB between a pair); token lists
-    from a CoNLL file or a table's list column."""
+def input_options() -> list:
+    """The flags the tasks declare for an input's parts (--pair, --context, ...)."""
+    from tunelab.options import unique
+    from tunelab.tasks import registry
+
+    return unique(i for task in registry().values() for i in task.inputs)
+
+
+def read_items(task, arguments: list[str], inputs: dict, input_file: Optional[str], columns: dict) -> list:
+    """The inputs from the arguments (with the task's input flags), a file (a table the task's columns name,
+    a file of lines, or a CoNLL file) or standard input (lines)."""
     from tunelab.data import read_file
 
-    if texts:
-        if pairs and len(pairs) != len(texts):
-            raise TunelabError(f"{len(texts)} texts but {len(pairs)} --pair values; give one --pair per text")
-        return Inputs(texts, pairs or None)
-    if input_file and Path(input_file).suffix.lower() in (".conll", ".iob"):
-        frame = read_file(Path(input_file))
-        return Inputs(frame["tokens"].tolist(), None, frame["columns"].tolist())
+    given = {k: v for k, v in inputs.items() if v}
+    if arguments or given:
+        return task.items_from_arguments(arguments, given)
     if input_file and Path(input_file).suffix.lower() not in (".txt", ""):
-        frame = read_file(Path(input_file))
-        if tokens_column in frame and len(frame) and isinstance(frame[tokens_column].iloc[0], (list, tuple)):
-            return Inputs([list(v) for v in frame[tokens_column]])
-        missing = [c for c in (text_column, text_pair_column) if c and c not in frame.columns]
-        if missing:
-            raise TunelabError(f"column '{missing[0]}' not found in {input_file}; columns found: "
-                               f"{', '.join(frame.columns)} (set --text-column / --text-pair-column)")
-        pair_values = _texts(frame, text_pair_column) if text_pair_column else None
-        return Inputs(_texts(frame, text_column), pair_values)
+        return task.items_from_frame(read_file(Path(input_file)), columns, input_file)
     if input_file:
         if not Path(input_file).exists():
             raise TunelabError(f"file not found: {input_file}; check the path")
@@ -60,40 +67,33 @@ def read_inputs(texts: list[str], pairs: list[str], input_file: Optional[str], t
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise TunelabError("the input holds no text lines; give one text per line")
-    split = [line.split("\t", 1) for line in lines]
-    if all(len(parts) == 2 for parts in split):
-        return Inputs([p[0] for p in split], [p[1] for p in split])
-    return Inputs(lines)
+    return task.items_from_lines(lines)
 
 
-def _texts(frame, column: str) -> list[str]:
-    # A null (JSON null, parquet None) becomes "", which prediction refuses, not the text "None".
-    return frame[column].where(frame[column].notna(), "").astype(str).tolist()
+def _parameters() -> list[inspect.Parameter]:
+    def opt(name, annotation, default, *flags, help):
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=typer.Option(default, *flags, help=help))
+
+    return [
+        inspect.Parameter("checkpoint", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                          default=typer.Argument(..., help="A run's best/ or last/ folder (or the run folder).")),
+        inspect.Parameter("texts", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[List[str]],
+                          default=typer.Argument(None, help="Inputs to predict for (texts; questions for "
+                                                 "question answering).")),
+        opt("input_file", Optional[str], None, "--input", "-i",
+            help="A .txt file (one input per line; TAB between a pair), .csv/.tsv/.jsonl/.json/.parquet (the "
+                 "columns the checkpoint was trained with, or the column options), or a CoNLL .conll/.iob file."),
+        *option_parameters("predict", "the checkpoint's"),
+        opt("output_format", str, "table", "--format", "-f", help="table, jsonl or csv; conll for token "
+            "classification."),
+        opt("batch_size", int, 64, "--batch-size", help="Batch size."),
+        opt("backend", str, "auto", "--backend", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), "
+            "torch, or onnx (exported on first use)."),
+        opt("progress", bool, True, "--progress/--no-progress",
+            help="With --input: rows done, rows/s and time left on stderr (terminals only)."),
+    ]
 
 
-@app.command()
-def predict(
-    checkpoint: str = typer.Argument(..., help="A run's best/ or last/ folder (or the run folder)."),
-    texts: Optional[List[str]] = typer.Argument(None, help="Texts to predict for."),
-    pair: Optional[List[str]] = typer.Option(None, "--pair", help="Second text of a pair, once per text."),
-    input_file: Optional[str] = typer.Option(None, "--input", "-i", help="A .txt file (one text per line, TAB between a pair), .csv/.tsv/.jsonl/.json/.parquet, or a CoNLL .conll/.iob file."),
-    text_column: str = typer.Option("text", help="Text column of a table --input."),
-    text_pair_column: Optional[str] = typer.Option(None, help="Pair column of a table --input."),
-    tokens_column: str = typer.Option("tokens", help="Column of word lists in a table --input (token classification)."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table, jsonl or csv; conll for token classification."),
-    batch_size: int = typer.Option(64, help="Batch size."),
-    backend: str = typer.Option("auto", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx (exported on first use)."),
-    threshold: Optional[float] = typer.Option(None, help="Multi-label: one decision threshold for every label, in (0, 1) (default: the tuned ones stored in the checkpoint)."),
-    progress: bool = typer.Option(True, help="With --input: rows done, rows/s and time left on stderr (terminals only)."),
-) -> None:
-    """Print each input's prediction: label and probability, or tagged entities."""
-    from tunelab.predict import load
-
-    inputs = read_inputs(texts or [], pair or [], input_file, text_column, text_pair_column, tokens_column)
-    predictor = load(checkpoint, batch_size=batch_size, backend=backend, progress=progress and input_file is not None,
-                     threshold=threshold)
-    if output_format not in predictor.task.formats:
-        raise TunelabError(f"--format must be one of {', '.join(predictor.task.formats)} for a "
-                           f"{predictor.task.name} checkpoint, got '{output_format}'")
-    predictions = predictor.predict(inputs.items, inputs.pairs)
-    typer.echo(predictor.task.render(predictor, inputs, predictions, output_format), nl=False)
+predict.__signature__ = inspect.Signature(_parameters())
+app.command()(predict)

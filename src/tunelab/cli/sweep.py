@@ -34,8 +34,7 @@ def sweep(**options) -> None:
     from tunelab.train.config import field_types, read_config_file, sweepable
 
     base = read_config_file(options["config"]) if options["config"] else {}
-    for name in ("data", "model", "text_column", "text_pair_column", "label_column", "tokens_column",
-                 "tags_column", "validation", "limit", "metric", "task"):
+    for name in shared_options():
         if options[name] is not None:
             base[name] = options[name]
     space = dict(DEFAULT_SPACE)
@@ -55,19 +54,27 @@ def sweep(**options) -> None:
     typer.echo(f"best config: {result.best_config}  (tunelab train --config {result.best_config} --output RUN)")
 
 
+def shared_options() -> list[str]:
+    """The training options a sweep takes as flags for every trial: where the data is and how it is read
+    (the tasks' column options), the model and the metric; the rest come from --config."""
+    from tunelab.tasks import task_options
+
+    return ["data", "model", "task", *(o.name for o in task_options("train") if o.stored == "columns"),
+            "validation", "limit", "metric"]
+
+
 def _parameters() -> list[inspect.Parameter]:
     from tunelab.sweep import DEFAULT_SPACE
-    from tunelab.train.config import config_fields, sweepable
+    from tunelab.train.config import config_fields, field_types, sweepable
 
     def opt(name, annotation, default, *flags, help):
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                  default=typer.Option(default, *flags, help=help))
 
-    fields = config_fields()
-    shared = [opt(name, Optional[str] if name != "limit" else Optional[int], None, f"--{name.replace('_', '-')}",
-                  *fields[name].metadata.get("flags", ()), help=fields[name].metadata["help"])
-              for name in ("data", "model", "task", "text_column", "text_pair_column", "label_column",
-                           "tokens_column", "tags_column", "validation", "limit", "metric")]
+    fields, types = config_fields(), field_types()
+    shared = [opt(name, types[name] if types[name] is bool else Optional[_value_kind(types[name])], None,
+                  f"--{name.replace('_', '-')}", *fields[name].metadata.get("flags", ()),
+                  help=fields[name].metadata["help"]) for name in shared_options()]
     swept = []
     for name, flag in sweepable().items():
         default = ",".join(str(v) for v in DEFAULT_SPACE[name]) if name in DEFAULT_SPACE else "not swept"

@@ -1,14 +1,14 @@
-"""`tunelab train`: fine-tune a model. Its options are TrainConfig's fields, declared once there."""
+"""`tunelab train`: fine-tune a model. Its options are TrainConfig's fields, declared once there and in the
+tasks."""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from typing import Optional
 
 import typer
 
-from tunelab.cli import app
+from tunelab.cli import app, dataclass_parameters
 
 CLI_ONLY = {"ctx", "config", "resume"}
 
@@ -20,24 +20,10 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
 
 
 def config_parameters() -> list[inspect.Parameter]:
-    """One command-line option per TrainConfig field: --field-name (and its extra flags), its type, its
-    default and its help; booleans get --name/--no-name."""
-    from tunelab.train.config import TrainConfig, field_types
+    """One command-line option per TrainConfig field (see dataclass_parameters)."""
+    from tunelab.train.config import TrainConfig
 
-    types = field_types()
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        if not f.metadata.get("cli", True):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = types[f.name]
-        if kind is bool:
-            flags = (f"{flag}/--no-{flag[2:]}",)
-        else:
-            flags = (flag, *f.metadata.get("flags", ()))
-        out.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
-                                     default=typer.Option(f.default, *flags, help=f.metadata.get("help"))))
-    return out
+    return dataclass_parameters(TrainConfig)
 
 
 def train(ctx: typer.Context, config: Optional[str] = None, resume: Optional[str] = None, **options) -> None:

@@ -1,4 +1,10 @@
-"""The interface every task implements, and the pieces tasks share."""
+"""The interface every task implements, split by concern, and the pieces tasks share.
+
+A task is one class that inherits the five small interfaces below. The core asks each part only what its
+own concern needs: the data readers `Reading`, the loop `Encoding`, `Head` and `Scoring`, `predict`,
+`evaluate` and `export` `Predicting`, the server `Serving`. None of them looks at a model's outputs, a
+batch's labels or an input's fields: the task does.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from tunelab.errors import TunelabError
+from tunelab.options import Option
+
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from tunelab.collate import Collator, Encoded
-    from tunelab.data import DataSpec, Splits, TaskData
+    from tunelab.collate import Encoded
+    from tunelab.data import DataSpec, Splits
 
 
 @dataclass
@@ -20,7 +29,7 @@ class Scores:
     """What an evaluation found: the metrics, and details for reports and plots."""
 
     metrics: dict[str, float]
-    details: dict[str, Any] = field(default_factory=dict)  # per_class, confusion_matrix, confusion_labels
+    details: dict[str, Any] = field(default_factory=dict)  # per_class, confusion_matrix, confusion_labels, ...
 
 
 @dataclass
@@ -29,82 +38,96 @@ class Settings:
     repeat it unless told otherwise."""
 
     task: str
-    columns: dict[str, Any] = field(default_factory=dict)  # DataSpec column options
+    columns: dict[str, Any] = field(default_factory=dict)  # the task's column options (Option.stored "columns")
     max_length: int | None = None
     stride: int = 32
-    long_text: str = "truncate"  # windows or truncate: how rows longer than max_length are read (--long-text)
-    info: dict[str, Any] = field(default_factory=dict)  # what the task found (a tag scheme, ...)
+    info: dict[str, Any] = field(default_factory=dict)  # its training switches and what the task found
+
+    @classmethod
+    def stored(cls, values: dict) -> "Settings":
+        """Settings as a checkpoint's tunelab.json holds them (older ones kept --long-text at the top)."""
+        values = dict(values)
+        info = dict(values.pop("info", None) or {})
+        if "long_text" in values:
+            info.setdefault("long_text", values.pop("long_text"))
+        known = {"task", "columns", "max_length", "stride"}
+        return cls(**{k: v for k, v in values.items() if k in known}, info=info)
+
+    def option(self, item: Option) -> Any:
+        """A task option's value as stored (columns or info), else its default."""
+        return item.value({**self.columns, **self.info})
 
 
-class Task:
-    """One kind of model. Subclasses set the class attributes and implement the methods."""
+@dataclass
+class TaskData:
+    """Train and validation frames in the task's own columns, the task that read them, and the label set."""
+
+    train: "pd.DataFrame"
+    validation: "pd.DataFrame"
+    task: "Task"
+    name: str = ""
+    label_names: list[str] | None = None  # the head's outputs by name, where it has named ones
+    label_values: list[str] = field(default_factory=list)  # the raw labels, in id order
+    info: dict = field(default_factory=dict)  # what the task found and stores with the run (a tag scheme, ...)
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+
+class Reading:
+    """What the task reads: its options, which data it claims, and how rows become its columns and labels."""
 
     name: str = ""
-    pipeline_tag: str = ""  # the transformers pipeline that loads its checkpoints
-    architecture_suffix: str = ""  # how its checkpoints' architectures end ("ForSequenceClassification")
-    metrics: tuple[str, ...] = ()  # what its evaluation reports (besides loss)
-    endpoint: str = ""  # the serving route
-    formats: tuple[str, ...] = ("table", "jsonl")  # what `tunelab predict --format` can write
-    label_smoothing: bool = False  # whether --label-smoothing applies
-    action: str = "Predict"  # the playground's button
-    column_options: tuple[str, ...] = ()  # the DataSpec fields it reads (stored with the checkpoint)
-    problem_type: str | None = None  # a head config's problem_type that marks this task's checkpoints
-    example: str = "What a great film!"  # an input the model card's usage snippet shows
-    thresholded: bool = False  # predictions are labels over a decision threshold (--threshold applies)
-    packs: bool = False  # labeled per token, so training rows may be packed end to end (--batching packed)
-    long_text: bool = False  # labeled per text, so long texts may be cut or read in windows (--long-text)
+    options: tuple[Option, ...] = ()  # every option it reads, declared once (shared ones by sharing the object)
     reads_plain_text: bool = False  # .txt files and folders are documents (not CoNLL columns); --block-size applies
-    causal: bool = False  # a token attends only to those before it (packed rows keep that)
-    default_model: str = "minilm"  # what --model defaults to
-    warmup_ratio: float = 0.1  # what --warmup-ratio defaults to
-    lora_task_type: str | None = None  # peft's task type where --lora applies
-    options: tuple[str, ...] = ()  # TrainConfig fields only this kind of task reads (stored in its settings)
 
-    # ------------------------------------------------------------ data
+    summary: str = ""  # what it trains, for --task's help
+
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
         """Whether --task auto should pick this task for the data."""
         return False
 
-    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
+    def option_problems(self, values: dict) -> list[str]:
+        """What is wrong with the values of its options, told before any file is read."""
+        return []
+
+    def source_reading(self, spec: "DataSpec") -> tuple[bool, bool]:
+        """How a source is read when this task is named: (plain .txt documents, one document a line)."""
+        return False, False
+
+    def read(self, spec: "DataSpec", splits: "Splits") -> TaskData:
+        """Training and validation rows in the task's columns, labels as ids."""
         raise NotImplementedError
 
-    def default_metric(self, data: "TaskData") -> str:
+    def read_labeled(self, spec: "DataSpec", splits: "Splits", checkpoint: "Checkpoint") -> TaskData:
+        """Labeled rows to evaluate a checkpoint on (its `validation`), labels as the checkpoint's ids."""
         raise NotImplementedError
 
-    def eval_batch_size(self, model_config, max_length: int) -> int:
-        """Rows per evaluation batch when --eval-batch-size is not given (a head's outputs are small)."""
-        return 128
-
-    def reported_metrics(self, data: "TaskData") -> tuple[str, ...]:
-        """What its evaluations of this data report (besides loss): what --metric may name."""
-        return tuple(self.metrics)
-
-    def metric_hint(self, metric: str) -> str:
-        """What would make --metric `metric` reported, when an option would (said with the refusal)."""
-        return ""
-
-    def check_options(self, data: "TaskData") -> None:
+    def check_options(self, data: TaskData) -> None:
         """Refuse the task's options (in data.info) that do not fit the data."""
 
-    def label_counts(self, data: "TaskData") -> dict[str, int]:
+    def label_counts(self, data: TaskData) -> dict[str, int]:
         """How often each label occurs in the training data (for the model card); empty when not countable."""
         return {}
 
-    # ------------------------------------------------------------ model
-    def model_class(self):
-        raise NotImplementedError
 
-    def model_kwargs(self, data: "TaskData") -> dict:
-        """Config values of the head: number of labels, their names, the problem type."""
-        raise NotImplementedError
+# ---------------------------------------------------------------------------------------------------- batches
 
-    # ------------------------------------------------------------ batches
-    def encode(self, tokenizer, frame: "pd.DataFrame", settings: Settings, training: bool,
-               label_names: list[str] | None = None) -> "Encoded":
+
+class Encoding:
+    """How rows become model rows and batches."""
+
+    packs: bool = False  # labeled per token, so training rows may be packed end to end (--batching packed)
+    causal: bool = False  # a token attends only to those before it (packed rows keep that)
+    max_length: int = 128  # what --max-length defaults to
+    stride: int = 32  # what --stride defaults to
+
+    def encode(self, tokenizer, frame: "pd.DataFrame", settings: Settings, training: bool) -> "Encoded":
         """Tokenized rows with their labels (training rows, or evaluation rows when not `training`)."""
         raise NotImplementedError
 
-    def collator(self, tokenizer, data: "TaskData | None" = None) -> "Collator":
+    def collator(self, tokenizer, settings: Settings):
+        """What pads a list of encoded rows into a batch."""
         from tunelab.collate import Collator
 
         return Collator(tokenizer.pad_token_id or 0)
@@ -112,73 +135,234 @@ class Task:
     def prepare(self, encoded: "Encoded", batch_size: int) -> None:
         """Learn what the loss needs from the training rows before the first step (nothing by default)."""
 
+    def eval_batch_size(self, model_config, max_length: int) -> int:
+        """Rows per evaluation batch when --eval-batch-size is not given (a head's outputs are small)."""
+        return 128
+
+    def settings(self, options: dict, max_length: int, stride: int, data: TaskData) -> Settings:
+        """What a checkpoint stores of how its data was read: the column options and the switches."""
+        columns = {o.name: o.value(options) for o in self.options if o.stored == "columns"}
+        info = {o.name: o.value(options) for o in self.options if o.stored == "info"}
+        return Settings(task=self.name, columns=columns, max_length=max_length, stride=stride,
+                        info={**info, **data.info})
+
+    def describe_reading(self, settings: Settings) -> str:
+        """What the start-of-run line adds after the max length (how longer rows are read)."""
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------------- the head
+
+
+class Head:
+    """The model the task trains: its class, its head's config, its loss, its outputs."""
+
+    pipeline_tag: str = ""  # the transformers pipeline that loads its checkpoints ("" when there is none)
+    architecture_suffix: str = ""  # how its checkpoints' architectures end ("ForSequenceClassification")
+    problem_type: str | None = None  # a head config's problem_type that marks this task's checkpoints
+    default_model: str = "minilm"  # what --model defaults to
+    warmup_ratio: float = 0.1  # what --warmup-ratio defaults to
+    lora_task_type: str | None = None  # peft's task type where --lora applies
+    label_smoothing: bool = False  # whether --label-smoothing applies
+    data_noun: str = ""  # what its data is called in a refusal ("numeric labels (regression)"; default: NAME data)
+    head_prefixes: tuple[str, ...] = ("classifier", "score", "pre_classifier")  # the new head's modules (head rate)
+    label_keys: tuple[str, ...] = ("labels",)  # batch keys the loss reads, not model inputs at prediction
+    output_names: tuple[str, ...] = ("logits",)  # the model outputs prediction reads (and ONNX exports)
+
+    def model_class(self):
+        raise NotImplementedError
+
+    def model_kwargs(self, data: TaskData) -> dict:
+        """Config values of the head: number of labels, their names, the problem type."""
+        return {}
+
     def loss(self, model, batch: dict, label_smoothing: float = 0.0) -> "torch.Tensor":
         from tunelab.collate import model_inputs
 
         return model(**model_inputs(batch)).loss
 
-    # ------------------------------------------------------------ evaluation during training
-    def class_weights(self, data: "TaskData", how: str) -> dict[str, float] | None:
+    def class_weights(self, data: TaskData, how: str) -> dict[str, float] | None:
         """Weigh the loss by label (--class-weights none, balanced or a JSON file); returns the weights used."""
-        from tunelab.errors import TunelabError
-
         if how != "none":
             raise TunelabError(f"--class-weights applies to classification and multi-label data; drop it for "
-                               f"{data.task}")
+                               f"{self.name}")
         return None
 
-    def sampled(self, model, tokenizer, data: "TaskData", settings: Settings) -> tuple[dict, list[dict]]:
+    def input_axes(self) -> dict[int, str]:
+        """The dynamic axes of every model input in an ONNX export."""
+        return {0: "batch", 1: "sequence"}
+
+    def output_axes(self) -> dict[str, dict[int, str]]:
+        """The dynamic axes of each output in an ONNX export; a "sequence" axis is cut to each row's length."""
+        return {"logits": {0: "batch"}}
+
+
+# ---------------------------------------------------------------------------------------------------- scoring
+
+
+class Scoring:
+    """How model outputs become metrics, during training and for `tunelab evaluate` alike."""
+
+    metrics: tuple[str, ...] = ()  # what its evaluation reports (besides loss)
+
+    def default_metric(self, data: TaskData) -> str:
+        raise NotImplementedError
+
+    def reported_metrics(self, data: TaskData) -> tuple[str, ...]:
+        """What its evaluations of this data report (besides loss): what --metric may name."""
+        return tuple(self.metrics)
+
+    def metric_hint(self, metric: str) -> str:
+        """What would make --metric `metric` reported, when an option would (said with the refusal)."""
+        return ""
+
+    def outputs(self, outputs, batch: dict) -> tuple["torch.Tensor", ...]:
+        """Per-row tensors to keep from one evaluation batch (the model's outputs by name, and the batch):
+        the core pads them alike across processes, gathers them and hands them to `score` in row order."""
+        raise NotImplementedError
+
+    def score(self, rows: list[tuple], encoded: "Encoded", data: TaskData, decisions: dict | None = None) -> Scores:
+        """Metrics from each encoded row's outputs. `decisions` holds what a checkpoint stored of what an
+        earlier evaluation tuned (thresholds) and what the user gave; None: tune them on these rows."""
+        raise NotImplementedError
+
+    def checkpoint_config(self, scores: Scores) -> dict:
+        """Config attributes a checkpoint saved after this evaluation carries (what it tuned)."""
+        return {}
+
+    def decisions(self, config, options: dict) -> dict | None:
+        """What `score` decides with when a saved checkpoint is evaluated: what its config stored of an
+        earlier evaluation's tuning, or what `options` (given to the command) say instead."""
+        return None
+
+    def sampled(self, model, tokenizer, data: TaskData, settings: Settings) -> tuple[dict, list[dict]]:
         """Metrics an evaluation gets by running the model on validation inputs (causal LM: generated answers),
         and the samples to show; nothing by default."""
         return {}, []
 
-    def checkpoint_config(self, scores: Scores) -> dict:
-        """Config attributes a checkpoint saved after this evaluation carries (multi-label: its thresholds)."""
-        return {}
 
-    def outputs(self, logits: "torch.Tensor", batch: dict, accelerator) -> tuple:
-        """The tensors to gather across processes for scoring; the last is always the rows' indices."""
-        raise NotImplementedError
+# ---------------------------------------------------------------------------------------------------- prediction
 
-    def score(self, gathered: list[tuple[np.ndarray, ...]], encoded: "Encoded", data: "TaskData") -> Scores:
-        """Metrics from the gathered outputs of every batch (rows may come in any order)."""
-        raise NotImplementedError
 
-    # ------------------------------------------------------------ checkpoints
-    def settings(self, spec: "DataSpec", max_length: int, stride: int, data: "TaskData") -> Settings:
-        return Settings(task=self.name, columns={k: getattr(spec, k) for k in self.column_options},
-                        max_length=max_length, stride=stride, info=dict(data.info))
+class Predicting:
+    """What `tunelab predict` reads and prints, and what `Predictor.predict` returns."""
 
-    def logits_axes(self) -> dict[int, str]:
-        """The dynamic axes of the logits in an ONNX export."""
-        return {0: "batch"}
+    formats: tuple[str, ...] = ("table", "jsonl")  # what `tunelab predict --format` can write
+    inputs: tuple[Option, ...] = ()  # `tunelab predict` flags that give an input's parts (--pair, --context)
+    example: Any = "What a great film!"  # an input the card's usage snippet and the ONNX export show
+    use_instead: str = ""  # what to run instead of predict / evaluate / serve, for checkpoints they cannot read
 
-    # ------------------------------------------------------------ prediction
+    def check_given(self, options: dict) -> None:
+        """Refuse values of the task's prediction options (given to predict, evaluate or serve) it cannot use."""
+
     def check_predictable(self) -> None:
         """Refuse, with what to use instead, when tunelab predict / evaluate / serve cannot read its checkpoints."""
+        if self.use_instead:
+            raise TunelabError(f"this checkpoint is a {self.name} model, which tunelab predict, evaluate and "
+                               f"serve do not read; {self.use_instead}")
 
-    def predict(self, predictor, inputs: Sequence, pairs: Sequence[str] | None = None) -> list:
+    def items_from_arguments(self, arguments: list[str], given: dict) -> list:
+        """Inputs from the command line: the positional arguments and the `inputs` flags given."""
         raise NotImplementedError
 
-    def evaluate(self, predictor, spec: "DataSpec", split: str):
+    def items_from_lines(self, lines: list[str]) -> list:
+        """Inputs from a text file or standard input, one a line."""
         raise NotImplementedError
 
-    def render(self, predictor, inputs, predictions: list, output_format: str) -> str:
-        """`tunelab predict`'s output: one of `formats`, for the inputs (cli.predict.Inputs)."""
+    def items_from_frame(self, frame: "pd.DataFrame", options: dict, where: str) -> list:
+        """Inputs from a table (--input FILE), its columns named by the task's column options."""
         raise NotImplementedError
+
+    def export_items(self) -> list:
+        """Two inputs of different lengths, for the ONNX export's example batch."""
+        raise NotImplementedError
+
+    def card_usage(self) -> list[str]:
+        """The model card's Python lines that use the checkpoint with transformers alone."""
+        return ["from transformers import pipeline", "",
+                f'model = pipeline("{self.pipeline_tag}", model="PATH_OR_HUB_ID")', f'print(model("{self.example}"))']
+
+    def card_command(self) -> str:
+        """What the model card's `tunelab predict PATH_OR_HUB_ID ...` line is given."""
+        return f'"{self.example}"'
+
+    def encode_items(self, predictor, items: list) -> "Encoded":
+        """Inputs as model rows, read as the checkpoint's training data was."""
+        raise NotImplementedError
+
+    def predict(self, predictor, items: list) -> list:
+        """A prediction for each input (its `as_dict` is what JSON output and the server return)."""
+        raise NotImplementedError
+
+    def render(self, items: list, predictions: list, output_format: str, predictor) -> str:
+        """`tunelab predict`'s output: one of `formats`."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------------- serving
+
+
+class Serving:
+    """The route `tunelab serve` answers for the task, and the playground view that calls it."""
+
+    endpoint: str = ""  # the serving route
+    action: str = "Predict"  # the playground's button
+    view: str = "classify"  # the playground's view: static/views/VIEW.js
+
+    def request_items(self, body: dict) -> list:
+        """A request's inputs (raise RequestError from tunelab.serve.limits for a malformed one)."""
+        raise NotImplementedError
+
+    request_help: str = ""  # what the route's JSON body holds, for /docs
+    item_noun: str = "inputs"  # what a request's inputs are called in its refusals ("too many texts")
+
+    def item_texts(self, item) -> list[tuple[str, str, bool]]:
+        """The texts of an input that the server's size limits apply to: (what it is, the text, whether it
+        is the input's long text, held to --max-context-chars)."""
+        raise NotImplementedError
+
+    def describe(self, predictor) -> dict:
+        """What /v1/models says of the checkpoint beyond its task (its labels)."""
+        return {}
+
+
+class Task(Reading, Encoding, Head, Scoring, Predicting, Serving):
+    """One kind of model: every concern of its head."""
+
+
+@dataclass
+class Checkpoint:
+    """What reading labeled data for a saved checkpoint needs to know of it."""
+
+    label_names: list[str]
+    label_values: list[str]
+    settings: Settings
+
+
+# ---------------------------------------------------------------------------------------------------- shared
 
 
 def check_texts(texts: Sequence) -> None:
-    from tunelab.errors import TunelabError
-
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise TunelabError(f"input {i + 1} is empty; give non-empty texts")
 
 
-def in_row_order(gathered: list[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
-    """Concatenate gathered (..., row index) batches and put them back in the data's row order."""
-    columns = list(zip(*gathered))
-    rows = np.concatenate(columns[-1])
-    order = np.argsort(rows, kind="stable")
-    return [np.concatenate(c)[order] for c in columns[:-1]]
+def stacked(rows: list[tuple], k: int = 0) -> np.ndarray:
+    """Output `k` of every row, stacked (outputs of one shape)."""
+    return np.stack([row[k] for row in rows]) if rows else np.zeros((0,))
+
+
+def list_cell(value) -> list | None:
+    """A cell holding a list (a Python list, a NumPy array from Parquet, or a JSON list written into a CSV
+    cell) as a list; None when it holds no list."""
+    import json
+
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else None

@@ -19,18 +19,31 @@ import numpy as np
 import pandas as pd
 
 from tunelab.errors import TunelabError
-from tunelab.tasks.base import Settings
-from tunelab.tasks.language import LanguageModelTask, block_report, blocks, split_off_validation, text_frame, \
-    tokenize_documents
+from tunelab.options import Option
+from tunelab.tasks.base import Settings, TaskData
+from tunelab.tasks.language import LINE_PER_DOCUMENT, LanguageModelTask, block_report, blocks, split_off_validation, \
+    text_frame, tokenize_documents
+from tunelab.tasks.texts import TEXT_COLUMN
 
 if TYPE_CHECKING:
     from tunelab.collate import Encoded
-    from tunelab.data import DataSpec, Splits, TaskData
+    from tunelab.data import DataSpec, Splits
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant", "tool")
 GENERATED = ("exact_match", "token_f1")  # what --eval-generate adds to an evaluation
+
+MESSAGES_COLUMN = Option("messages_column", str, "messages", "Causal LM: the column of chat turns (a list of "
+                         "{role, content}).")
+PROMPT_COLUMN = Option("prompt_column", str, "prompt", "Causal LM: the prompt column of prompt / completion data.")
+COMPLETION_COLUMN = Option("completion_column", str, "completion", "Causal LM: the completion column of prompt / "
+                           "completion data.")
+TRAIN_ON_PROMPT = Option("train_on_prompt", bool, False, "Causal LM, chat data: compute the loss on every token, "
+                         "not only on the assistant's answers.", stored="info")
+EVAL_GENERATE = Option("eval_generate", int, 0, "Causal LM, chat data: at each evaluation also answer the first N "
+                       "validation prompts greedily: exact match and token F1 against the references (--metric "
+                       "exact_match picks best/ by them), samples in samples.jsonl.", stored="info")
 
 
 class CausalLMTask(LanguageModelTask):
@@ -40,57 +53,64 @@ class CausalLMTask(LanguageModelTask):
     endpoint = "/generate"
     action = "Generate"
     example = "Is this review positive or negative? A gripping, beautifully acted film."
-    column_options = ("text_column", "line_per_document", "messages_column", "prompt_column", "completion_column")
+    summary = "chat fine-tuning on messages or prompt / completion rows, or plain text"
+    options = (TEXT_COLUMN, LINE_PER_DOCUMENT, MESSAGES_COLUMN, PROMPT_COLUMN, COMPLETION_COLUMN, TRAIN_ON_PROMPT,
+               EVAL_GENERATE)
+    inputs = ()
     default_model = "smollm2"
     use_instead = ("generate with it: tunelab generate CHECKPOINT \"a prompt\", or serve it: tunelab serve "
                    "--generator CHECKPOINT")
     lora_task_type = "CAUSAL_LM"
     packs = True  # conversations have per-token labels: packed end to end, each attending only to itself
     causal = True
-    options = ("train_on_prompt", "eval_generate")
     metrics = ("perplexity", "exact_match", "token_f1")
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
-        columns = set(splits.train.columns)
-        return spec.messages_column in columns or {spec.prompt_column, spec.completion_column} <= columns
+        columns, options = set(splits.train.columns), spec.options
+        return (MESSAGES_COLUMN.value(options) in columns
+                or {PROMPT_COLUMN.value(options), COMPLETION_COLUMN.value(options)} <= columns)
+
+    def option_problems(self, values: dict) -> list[str]:
+        given = EVAL_GENERATE.value(values)
+        return [f"--eval-generate must not be negative, got {given}"] if given < 0 else []
 
     def data_format(self, spec: "DataSpec", frame: pd.DataFrame, where: str) -> str:
-        columns = list(frame.columns)
-        if spec.messages_column in columns:
+        columns, options = list(frame.columns), spec.options
+        messages, prompt = MESSAGES_COLUMN.value(options), PROMPT_COLUMN.value(options)
+        completion, text = COMPLETION_COLUMN.value(options), TEXT_COLUMN.value(options)
+        if messages in columns:
             return "chat"
-        if spec.prompt_column in columns and spec.completion_column in columns:
+        if prompt in columns and completion in columns:
             return "completion"
-        if spec.text_column in columns:
+        if text in columns:
             return "text"
         raise TunelabError(
-            f"{where} has no '{spec.messages_column}' column (chat turns), no '{spec.prompt_column}' and "
-            f"'{spec.completion_column}' columns, and no '{spec.text_column}' column (plain text); columns found: "
+            f"{where} has no '{messages}' column (chat turns), no '{prompt}' and "
+            f"'{completion}' columns, and no '{text}' column (plain text); columns found: "
             f"{', '.join(columns[:10])}; name yours with --messages-column, --prompt-column and --completion-column, "
             "or --text-column")
 
-    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
-        from tunelab.data import TaskData
-
+    def read(self, spec: "DataSpec", splits: "Splits") -> TaskData:
         kind = self.data_format(spec, splits.train, splits.train_where)
         normalize = {"chat": lambda f, w: chat_frame(f, spec, w),
                      "completion": lambda f, w: completion_frame(f, spec, w),
                      "text": lambda f, w: text_frame(f, spec, w)}[kind]
         train, validation = split_off_validation(splits.train, splits, spec, normalize)
-        return TaskData(train, validation, None, False, splits.name, task=self.name, info={"format": kind})
+        return TaskData(train, validation, self, splits.name, info={"format": kind})
 
-    def reported_metrics(self, data: "TaskData") -> tuple[str, ...]:
+    def reported_metrics(self, data: TaskData) -> tuple[str, ...]:
         return self.metrics if data.info.get("eval_generate") else ("perplexity",)
 
     def metric_hint(self, metric: str) -> str:
         return " without --eval-generate N (answers generated for N validation prompts)" if metric in GENERATED else ""
 
-    def check_options(self, data: "TaskData") -> None:
+    def check_options(self, data: TaskData) -> None:
         if data.info.get("eval_generate") and data.info.get("format") == "text":
             raise TunelabError("--eval-generate answers chat prompts, but the data is plain text; drop "
                                "--eval-generate (plain text is scored by perplexity)")
 
-    def sampled(self, model, tokenizer, data: "TaskData", settings: Settings) -> tuple[dict, list[dict]]:
+    def sampled(self, model, tokenizer, data: TaskData, settings: Settings) -> tuple[dict, list[dict]]:
         """Greedy answers to the first --eval-generate validation prompts, scored against the references."""
         count = int(settings.info.get("eval_generate") or 0)
         if not count:
@@ -108,8 +128,7 @@ class CausalLMTask(LanguageModelTask):
         return AutoModelForCausalLM
 
     # ------------------------------------------------------------ batches
-    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool,
-               label_names=None) -> "Encoded":
+    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool) -> "Encoded":
         from tunelab.collate import Encoded
 
         kind = settings.info["format"]
@@ -150,7 +169,7 @@ def chat_frame(frame: pd.DataFrame, spec: "DataSpec", where: str) -> pd.DataFram
     """The messages column as lists of {role, content}; a malformed row is refused with its number."""
     from tunelab.data import drop_blank, select_columns
 
-    frame = select_columns(frame, [("--messages-column", spec.messages_column, "messages")], where)
+    frame = select_columns(frame, [("--messages-column", MESSAGES_COLUMN.value(spec.options), "messages")], where)
     frame = drop_blank(frame, where, ["messages"], None)
     frame["messages"] = [check_messages(m, where, i + 1) for i, m in enumerate(frame["messages"])]
     return frame
@@ -187,8 +206,8 @@ def check_messages(value, where: str, row: int) -> list[dict]:
 def completion_frame(frame: pd.DataFrame, spec: "DataSpec", where: str) -> pd.DataFrame:
     from tunelab.data import drop_blank, select_columns
 
-    frame = select_columns(frame, [("--prompt-column", spec.prompt_column, "prompt"),
-                                   ("--completion-column", spec.completion_column, "completion")], where)
+    frame = select_columns(frame, [("--prompt-column", PROMPT_COLUMN.value(spec.options), "prompt"),
+                                   ("--completion-column", COMPLETION_COLUMN.value(spec.options), "completion")], where)
     frame = frame.assign(prompt=frame["prompt"].map(str), completion=frame["completion"].map(str))
     return drop_blank(frame, where, ["prompt"], "completion")
 

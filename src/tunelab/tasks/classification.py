@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tunelab.errors import TunelabError
-from tunelab.tasks.base import Scores, Settings, Task, check_texts, in_row_order
+from tunelab.tasks.base import Checkpoint, Scores, Settings, Task, TaskData, stacked
+from tunelab.tasks.texts import LABEL_COLUMN, LONG_TEXT, LONG_TEXT_OPTION, TEXT_COLUMN, TEXT_PAIR_COLUMN, TextInputs
 
 if TYPE_CHECKING:
-    from tunelab.data import DataSpec, Splits, TaskData
-    from tunelab.long_text import Lengths
+    from tunelab.collate import Encoded
+    from tunelab.data import DataSpec, Splits
+    from tunelab.tasks.texts import Lengths
 
 logger = logging.getLogger(__name__)
 
@@ -34,56 +36,40 @@ class Prediction:
         return {"label": self.label, "score": self.score, "probabilities": self.probabilities}
 
 
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    rows: int
-    label_names: list[str] | None
-    per_class: dict
-    confusion_matrix: list[list[int]]
-    long: dict | None = None  # how many rows were longer than the window (long_text.Lengths.as_dict)
+class ClassificationTask(TextInputs, Task):
+    """Texts (or pairs) to one label."""
 
-    @property
-    def confusion_labels(self) -> list[str] | None:
-        return self.label_names
-
-    def as_dict(self) -> dict:
-        return {"rows": self.rows, "metrics": self.metrics, "label_names": self.label_names,
-                "per_class": self.per_class, "confusion_matrix": self.confusion_matrix, "long": self.long}
-
-
-class ClassificationTask(Task):
-    """Texts (or pairs) to one label; with numeric labels (or regression=True), to one score."""
-
+    name = "classification"
+    summary = "a label per text or text pair"
+    request_help = ('JSON: {"texts": [...]} or {"text": "..."}, with "text_pairs" / "text_pair" for pairs; each '
+                    "input's label and probabilities.")
     pipeline_tag = "text-classification"
     architecture_suffix = "ForSequenceClassification"
-    metrics = CLASSIFICATION_METRICS + REGRESSION_METRICS
+    metrics = CLASSIFICATION_METRICS
     endpoint = "/v1/classify"
     formats = ("table", "jsonl", "csv")
-    column_options = ("text_column", "text_pair_column", "label_column")
-
+    options = (TEXT_COLUMN, TEXT_PAIR_COLUMN, LABEL_COLUMN, LONG_TEXT_OPTION)
     action = "Classify"
-    long_text = True
+    label_smoothing = True
     # No warm-up (the Trainer's default too): measured against 10% on the untuned-defaults tables, BENCHMARKS.md.
     warmup_ratio = 0.0
-
-    def __init__(self, regression: bool = False):
-        self.regression = regression
-        self.name = "regression" if regression else "classification"
-        self.label_smoothing = not regression
+    predictor_methods = ("logits",)
+    kind = "str"  # how labels are read when the task is named; regression reads numbers
 
     # ------------------------------------------------------------ data
     def columns(self, spec: "DataSpec", splits: "Splits") -> list[tuple[str, str, str]]:
-        if splits.builtin is not None:  # a built-in corpus names its own columns
+        """(option, column, name) of each column read; a built-in corpus names its own columns."""
+        if splits.builtin is not None:
             pair = splits.builtin.text_pair_column
             return [("--text-column", "text", "text")] + ([("--text-pair-column", pair, "text_pair")] if pair else []) \
                 + [("--label-column", "label", "label")]
-        wanted = [("--text-column", spec.text_column, "text")]
-        if spec.text_pair_column:
-            wanted.append(("--text-pair-column", spec.text_pair_column, "text_pair"))
-        return wanted + [("--label-column", spec.label_column, "label")]
+        options = spec.options
+        wanted = [(TEXT_COLUMN.flag, TEXT_COLUMN.value(options), "text")]
+        if TEXT_PAIR_COLUMN.value(options):
+            wanted.append((TEXT_PAIR_COLUMN.flag, TEXT_PAIR_COLUMN.value(options), "text_pair"))
+        return wanted + [(LABEL_COLUMN.flag, LABEL_COLUMN.value(options), "label")]
 
-    def frame(self, frame: pd.DataFrame, wanted, where: str) -> pd.DataFrame:
+    def frame(self, frame: pd.DataFrame, wanted, where: str, spec: "DataSpec") -> pd.DataFrame:
         from tunelab.data import drop_blank, select_columns
 
         selected = select_columns(frame, wanted, where)
@@ -93,81 +79,82 @@ class ClassificationTask(Task):
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
         return True
 
-    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
-        from tunelab.data import TaskData, limit_rows, split_validation
+    def read(self, spec: "DataSpec", splits: "Splits") -> TaskData:
+        from tunelab.data import limit_rows
 
         wanted = self.columns(spec, splits)
-        train = self.frame(splits.train, wanted, splits.train_where)
-        validation = None  # split off below by fraction, once the labels are known
+        train = self.frame(splits.train, wanted, splits.train_where, spec)
+        validation = None  # split off below, once the labels are known
         if splits.validation is not None:
-            validation = self.frame(splits.validation, wanted, splits.validation_where)
+            validation = self.frame(splits.validation, wanted, splits.validation_where, spec)
             train = limit_rows(train, spec.limit, spec.seed)
         # Label kind and set are decided over every split together.
         everything = train["label"] if validation is None else pd.concat([train["label"], validation["label"]])
-        task = "regression" if self.regression else spec.task
-        kind = label_kind(everything, task)
+        kind = self.label_kind(everything, spec.task)
         train = train.assign(label=[canonical(v, kind) for v in train["label"]])
         if validation is not None:
             validation = validation.assign(label=[canonical(v, kind) for v in validation["label"]])
-        if kind == "float":
-            label_names, label_values = None, []
-            if validation is None:
-                train = limit_rows(train, spec.limit, spec.seed)
-                train, validation = split_validation(train, spec)
-            train = train.assign(label=train["label"].astype("float32"))
-            validation = validation.assign(label=validation["label"].astype("float32"))
-        else:
-            values = sorted(set(train["label"]) | (set(validation["label"]) if validation is not None else set()))
-            if len(values) < 2:
-                raise TunelabError(
-                    f"only one label found in column '{spec.label_column}' ('{values[0]}', {len(train)} rows); "
-                    f"classification needs at least two: check --label-column, or pass --task regression for scores"
-                )
-            if validation is None:
-                train = limit_rows(train, spec.limit, spec.seed)
-                train, validation = split_validation(train, spec, stratify_by=train["label"])
-            unseen = sorted(set(validation["label"]) - set(train["label"]), key=str)
-            if unseen:
-                counts = validation["label"].value_counts()
-                listed = ", ".join(f"'{v}' ({counts[v]} rows)" for v in unseen[:5])
-                more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
-                if sum(spec.label_separator in str(v) for v in unseen) > len(unseen) / 2:
-                    raise TunelabError(
-                        f"validation labels {listed}{more} never appear in the training data, and they look like "
-                        f"sets of labels separated by '{spec.label_separator}': use --task multi-label"
-                    )
-                raise TunelabError(
-                    f"validation label {listed}{more} never appears in the training data; "
-                    "remove those rows from the validation data or add training examples with that label"
-                )
-            ids = {value: i for i, value in enumerate(values)}
-            train = train.assign(label=train["label"].map(ids).astype("int64"))
-            validation = validation.assign(label=validation["label"].map(ids).astype("int64"))
-            label_names = [str(v) for v in values]
-            label_values = list(label_names)
-        return TaskData(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
-                        label_names=label_names, has_pairs="text_pair" in train, name=splits.name,
-                        label_values=label_values, task="regression" if kind == "float" else "classification")
+        return self.labeled(train, validation, spec, splits)
 
-    def label_counts(self, data: "TaskData") -> dict[str, int]:
-        if data.is_regression:
-            return {}
+    def label_kind(self, labels: pd.Series, named: str) -> str:
+        return label_kind(labels, "classification" if named == self.name else named)
+
+    def labeled(self, train: pd.DataFrame, validation: pd.DataFrame | None, spec: "DataSpec",
+                splits: "Splits") -> TaskData:
+        """Labels as ids over the label set of every split, the validation rows split off when there are none."""
+        from tunelab.data import limit_rows, split_validation
+
+        values = sorted(set(train["label"]) | (set(validation["label"]) if validation is not None else set()))
+        if len(values) < 2:
+            raise TunelabError(
+                f"only one label found in column '{LABEL_COLUMN.value(spec.options)}' ('{values[0]}', {len(train)} "
+                "rows); classification needs at least two: check --label-column, or pass --task regression for "
+                "scores")
+        if validation is None:
+            train = limit_rows(train, spec.limit, spec.seed)
+            train, validation = split_validation(train, spec, stratify_by=train["label"])
+        check_unseen(validation["label"], set(train["label"]), spec)
+        ids = {value: i for i, value in enumerate(values)}
+        train = train.assign(label=train["label"].map(ids).astype("int64"))
+        validation = validation.assign(label=validation["label"].map(ids).astype("int64"))
+        names = [str(v) for v in values]
+        return TaskData(train.reset_index(drop=True), validation.reset_index(drop=True), self, splits.name,
+                        label_names=names, label_values=list(names))
+
+    def read_labeled(self, spec: "DataSpec", splits: "Splits", checkpoint: Checkpoint) -> TaskData:
+        from tunelab.data import limit_rows
+
+        frame = self.frame(splits.train, self.columns(spec, splits), splits.train_where, spec)
+        frame = limit_rows(frame, spec.limit, spec.seed)
+        frame = frame.assign(label=self.label_ids(checkpoint, frame["label"]))
+        return TaskData(frame.iloc[:0], frame, self, splits.name, label_names=checkpoint.label_names,
+                        info=dict(checkpoint.settings.info))
+
+    def label_ids(self, checkpoint: Checkpoint, raw_labels) -> np.ndarray:
+        return label_ids(checkpoint, raw_labels)
+
+    def label_counts(self, data: TaskData) -> dict[str, int]:
         counts = data.train["label"].value_counts()
         return {name: int(counts.get(i, 0)) for i, name in enumerate(data.label_names)}
 
-    def default_metric(self, data: "TaskData") -> str:
-        return "pearson" if data.is_regression else "accuracy"
+    # ------------------------------------------------------------ model
+    def model_class(self):
+        from transformers import AutoModelForSequenceClassification
 
-    def class_weights(self, data: "TaskData", how: str) -> dict[str, float] | None:
+        return AutoModelForSequenceClassification
+
+    def model_kwargs(self, data: TaskData) -> dict:
+        names = data.label_names
+        return {"num_labels": len(names), "problem_type": "single_label_classification",
+                "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+    def class_weights(self, data: TaskData, how: str) -> dict[str, float] | None:
         """Cross-entropy weights: balanced gives class c the weight n / (classes x count of c)."""
         import torch
 
         self.loss_weights = None
         if how == "none":
             return None
-        if data.is_regression:
-            raise TunelabError("--class-weights weighs labels, but this data has numeric scores (regression); "
-                               "drop --class-weights")
         names = data.label_names
         if how == "balanced":
             counts = np.bincount(data.train["label"].to_numpy(), minlength=len(names))
@@ -177,41 +164,6 @@ class ClassificationTask(Task):
         self.loss_weights = torch.tensor(weights, dtype=torch.float32)
         return dict(zip(names, map(float, weights)))
 
-    # ------------------------------------------------------------ model
-    def model_class(self):
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification
-
-    def model_kwargs(self, data: "TaskData") -> dict:
-        if data.label_names is None:
-            return {"num_labels": 1, "problem_type": "regression"}
-        names = data.label_names
-        return {"num_labels": len(names), "problem_type": "single_label_classification",
-                "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-
-    # ------------------------------------------------------------ batches
-    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool, label_names=None):
-        """Tokenized rows; documents longer than settings.max_length are cut or read in windows. On the
-        training rows --long-text auto is resolved (and stored in `settings`) from how many are long."""
-        from tunelab.collate import encode_frame
-        from tunelab.long_text import report, resolve
-
-        pairs = "text_pair" in frame
-        mode = settings.long_text
-        encoded = encode_frame(tokenizer, frame, settings.max_length, settings.stride,
-                               windows=mode == "windows" or (mode == "auto" and not pairs))
-        if mode == "auto":
-            settings.long_text = mode = resolve(mode, encoded.long, pairs)
-            encoded = encoded.cut() if mode == "truncate" else encoded
-        report(encoded.long, "training rows" if training else "validation rows")
-        return encoded
-
-    def collator(self, tokenizer, data: "TaskData | None" = None):
-        from tunelab.collate import Collator
-
-        return Collator(tokenizer.pad_token_id or 0, regression=bool(data is not None and data.is_regression))
-
     def loss(self, model, batch: dict, label_smoothing: float = 0.0):
         """The model's own loss, or cross-entropy against smoothed labels (computed here: transformers'
         classification heads take no smoothing argument). Evaluation always reports the plain loss."""
@@ -219,152 +171,236 @@ class ClassificationTask(Task):
 
         from tunelab.collate import model_inputs
 
-        inputs = model_inputs(batch)
         weights = getattr(self, "loss_weights", None)
         if not label_smoothing and weights is None:
-            return model(**inputs).loss
-        inputs.pop("labels")
-        logits = model(**inputs).logits.float()
+            return model(**model_inputs(batch)).loss
+        logits = model(**model_inputs(batch, leave=self.label_keys)).logits.float()
         if weights is not None:
             weights = weights.to(logits.device)
         return torch.nn.functional.cross_entropy(logits, batch["labels"], weight=weights,
                                                  label_smoothing=label_smoothing)
 
+    # ------------------------------------------------------------ batches
+    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool) -> "Encoded":
+        """Tokenized rows; documents longer than settings.max_length are cut or read in windows. On the
+        training rows --long-text auto is resolved (and stored in `settings`) from how many are long."""
+        from tunelab.tasks.texts import cut, encode_frame, report, resolve
+
+        pairs = "text_pair" in frame
+        mode = settings.option(LONG_TEXT_OPTION)
+        if mode == "auto" and not training:  # a checkpoint that never resolved it (no tunelab.json) cuts
+            mode = "truncate"
+        encoded = encode_frame(tokenizer, frame, settings.max_length, settings.stride,
+                               windows=mode == "windows" or (mode == "auto" and not pairs))
+        if mode == "auto":
+            settings.info["long_text"] = mode = resolve(mode, encoded.long, pairs)
+            encoded = cut(encoded) if mode == "truncate" else encoded
+        report(encoded.long, "training rows" if training else "validation rows")
+        return encoded
+
+    def describe_reading(self, settings: Settings) -> str:
+        return f" ({settings.option(LONG_TEXT_OPTION)} for longer texts)"
+
     # ------------------------------------------------------------ evaluation
-    def outputs(self, logits, batch: dict, accelerator) -> tuple:
-        from tunelab.collate import ROW_INDEX
+    def outputs(self, outputs, batch: dict) -> tuple:
+        return outputs["logits"].float(), batch["labels"]
 
-        return accelerator.gather_for_metrics((logits.float(), batch["labels"], batch[ROW_INDEX]))
+    def score(self, rows: list[tuple], encoded: "Encoded", data: TaskData, decisions: dict | None = None) -> Scores:
+        from tunelab.metrics import classification_metrics, report
 
-    def score(self, gathered, encoded, data: "TaskData") -> Scores:
-        from tunelab.metrics import compute_metrics, report
+        logits, labels = self.by_document(rows, encoded)
+        metrics = classification_metrics(logits.argmax(-1), labels, len(data.label_names))
+        details = report(logits.argmax(-1), labels, data.label_names)
+        return Scores(metrics, {**details, "confusion_labels": data.label_names, **long_details(encoded)})
 
-        logits, labels = self.by_document(gathered, encoded)
-        metrics = compute_metrics(logits, labels, data.num_labels)
-        details = {} if data.is_regression else report(logits.argmax(-1), labels, data.label_names)
-        if details:
-            details["confusion_labels"] = data.label_names
-        return Scores(metrics, details)
-
-    def by_document(self, gathered, encoded) -> tuple[np.ndarray, np.ndarray]:
+    def by_document(self, rows: list[tuple], encoded: "Encoded") -> tuple[np.ndarray, np.ndarray]:
         """Logits and labels per document, in row order: windows combined (`combine`) when rows are windows."""
-        from tunelab.long_text import first_rows
+        from tunelab.tasks.texts import first_rows
 
-        logits, labels = in_row_order(gathered)
+        logits, labels = stacked(rows, 0), stacked(rows, 1)
         if encoded.documents is None:
             return logits, labels
         return self.combine(logits, encoded.documents), labels[first_rows(encoded.documents)]
 
     def combine(self, logits: np.ndarray, documents) -> np.ndarray:
         """A document's logits from its windows': the log of their mean probabilities (so that softmax gives
-        that mean), or for regression their mean score."""
-        from tunelab.long_text import window_mean
+        that mean)."""
+        from tunelab.tasks.texts import window_mean
 
-        if logits.shape[-1] == 1:
-            return window_mean(logits, documents)
         exp = np.exp(logits - logits.max(-1, keepdims=True))
         return np.log(np.maximum(window_mean(exp / exp.sum(-1, keepdims=True), documents), 1e-12))
 
+    def default_metric(self, data: TaskData) -> str:
+        return "accuracy"
+
     # ------------------------------------------------------------ prediction
-    def logits(self, predictor, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> np.ndarray:
-        """Raw logits in input order (a long document's: from its windows when the checkpoint reads windows)."""
-        return self.document_logits(predictor, texts, text_pairs)[0]
+    def encode_items(self, predictor, items: list) -> "Encoded":
+        """Texts (or pairs) as model rows; long texts in windows when the checkpoint reads windows."""
+        from tunelab.tasks.texts import encode, report
 
-    def document_logits(self, predictor, texts: Sequence[str],
-                        text_pairs: Sequence[str] | None = None) -> tuple[np.ndarray, "Lengths"]:
-        """Logits in input order, and how many inputs were longer than the window (reported in the log)."""
-        from tunelab.collate import encode
-        from tunelab.long_text import Lengths, report
-
-        texts = list(texts)
-        if text_pairs is not None and len(text_pairs) != len(texts):
-            raise TunelabError(f"{len(texts)} texts but {len(text_pairs)} pair texts; give one pair text per text")
-        check_texts(texts)
-        if not texts:
-            return np.zeros((0, predictor.model.config.num_labels), dtype=np.float32), Lengths(0, predictor.max_length)
-        settings = predictor.settings
-        windows = settings.long_text == "windows" and text_pairs is None
-        encoded = encode(predictor.tokenizer, texts, text_pairs, predictor.max_length, stride=settings.stride,
+        texts, pairs = [item["text"] for item in items], None
+        if items and "text_pair" in items[0]:
+            pairs = [item["text_pair"] for item in items]
+        windows = predictor.settings.option(LONG_TEXT_OPTION) == "windows" and pairs is None
+        encoded = encode(predictor.tokenizer, texts, pairs, predictor.max_length, stride=predictor.settings.stride,
                          windows=windows)
         report(encoded.long, "inputs")
-        logits = np.stack(predictor.run(encoded))
-        if windows:
-            logits = self.combine(logits, encoded.documents)
-        return logits, encoded.long
+        return encoded
+
+    def logits(self, predictor, texts, text_pairs=None) -> np.ndarray:
+        """Raw logits in input order (a long document's: from its windows when the checkpoint reads windows)."""
+        from tunelab.tasks.texts import text_items
+
+        groups = group_items(text_items(texts, text_pairs))
+        out = np.zeros((sum(len(g) for g in groups.values()), predictor.model.config.num_labels), dtype=np.float32)
+        for positions, items in ((list(g), list(g.values())) for g in groups.values() if g):
+            encoded = self.encode_items(predictor, items)
+            logits = np.stack([row["logits"] for row in predictor.run(encoded)])
+            out[positions] = self.combine(logits, encoded.documents) if encoded.documents is not None else logits
+        return out
 
     def predict(self, predictor, inputs, pairs=None) -> list[Prediction]:
         """Label name, its probability and all probabilities, for each text (or pair)."""
         import torch
 
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if isinstance(pairs, str):
-            pairs = [pairs]
-        logits = self.logits(predictor, inputs, pairs)
-        if predictor.model.config.num_labels == 1:
-            return [Prediction(None, float(v[0]), {}) for v in logits]
-        probabilities = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        probabilities = torch.softmax(torch.from_numpy(self.logits(predictor, inputs, pairs)), dim=-1).numpy()
         names = predictor.label_names
         return [Prediction(names[int(p.argmax())], float(p.max()), {n: float(x) for n, x in zip(names, p)})
                 for p in probabilities]
 
-    def evaluate(self, predictor, spec: "DataSpec", split: str) -> Evaluation:
-        """Run the checkpoint over the data's rows and score it."""
-        from tunelab.data import Splits, limit_rows, read_split
-        from tunelab.metrics import compute_metrics, report
+    def describe(self, predictor) -> dict:
+        return {"labels": predictor.label_names}
 
-        frame, where, builtin = read_split(spec, split)
-        wanted = self.columns(spec, Splits("", frame, where, None, None, builtin))
-        frame = limit_rows(self.frame(frame, wanted, where), spec.limit, spec.seed)
-        pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
-        logits, lengths = self.document_logits(predictor, frame["text"].astype(str).tolist(), pairs)
-        num_labels = predictor.model.config.num_labels
-        if num_labels == 1:
-            try:
-                labels = frame["label"].astype(float).to_numpy()
-            except ValueError:
-                raise TunelabError("this checkpoint predicts scores, but the labels are not numbers") from None
-            return Evaluation(compute_metrics(logits, labels, 1), len(frame), None, {}, [], lengths.as_dict())
-        labels = label_ids(predictor, frame["label"])
-        details = report(logits.argmax(-1), labels, predictor.label_names)
-        return Evaluation(compute_metrics(logits, labels, num_labels), len(frame), predictor.label_names, **details,
-                          long=lengths.as_dict())
+    def render(self, items: list, predictions: list, output_format: str, predictor) -> str:
+        from tunelab.tasks.texts import render_rows
+
+        names = predictor.label_names
+        rows = [{**item, **p.as_dict()} for item, p in zip(items, predictions)]
+        columns = ["label", "score"]
+        probabilities = [(f"p_{n}", n) for n in names]
+        return render_rows(rows, output_format, columns, probabilities, label=lambda r: str(r["label"]),
+                           score=lambda r: f"{r['score']:>6.3f}")
 
 
-    def render(self, predictor, inputs, predictions, output_format: str) -> str:
-        import csv
-        import io
-        import json
+class RegressionTask(ClassificationTask):
+    """Texts (or pairs) to a score: numeric labels that are not all whole numbers, or --task regression."""
 
-        pairs = inputs.pairs
-        rows = []
-        for i, (text, p) in enumerate(zip(inputs.items, predictions)):
-            row = {"text": text}
-            if pairs:
-                row["text_pair"] = pairs[i]
-            rows.append({**row, **p.as_dict()})
-        if output_format == "jsonl":
-            return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        if output_format == "csv":
-            buffer = io.StringIO()
-            names = predictor.label_names if not predictor.is_regression else []
-            fields = ["text"] + (["text_pair"] if pairs else []) + ["label", "score"] + [f"p_{n}" for n in names]
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(fields)
-            for row in rows:
-                writer.writerow([row["text"]] + ([row["text_pair"]] if pairs else []) + [row["label"], f"{row['score']:.6f}"]
-                                + [f"{row['probabilities'][n]:.6f}" for n in names])
-            return buffer.getvalue()
-        width = max(5, *(len(str(r["label"])) for r in rows))
-        lines = [f"{'label':<{width}}  {'score':>6}  text"]
-        for row in rows:
-            shown = row["text"] if not pairs else f"{row['text']} || {row['text_pair']}"
-            shown = shown if len(shown) <= 100 else shown[:97] + "..."
-            lines.append(f"{str(row['label']):<{width}}  {row['score']:>6.3f}  {shown}")
-        return "\n".join(lines) + "\n"
+    name = "regression"
+    summary = "a score per text or pair: numeric labels with fractions"
+    problem_type = "regression"
+    data_noun = "numeric labels (regression)"
+    metrics = REGRESSION_METRICS
+    label_smoothing = False
+    kind = "float"
+
+    def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
+        """Labels that are numbers, some of them fractions (decided over every split together)."""
+        if splits.builtin is not None:
+            return False
+        column = LABEL_COLUMN.value(spec.options)
+        frames = [f for f in (splits.train, splits.validation) if f is not None]
+        if not all(column in f for f in frames):
+            return False
+        labels = pd.concat([f[column] for f in frames])
+        labels = labels[~pd.isna(labels) & (labels.astype(str).str.strip() != "")]
+        return not labels.empty and label_kind(labels, "auto") == "float"
+
+    def label_kind(self, labels: pd.Series, named: str) -> str:
+        return label_kind(labels, "regression")
+
+    def labeled(self, train: pd.DataFrame, validation: pd.DataFrame | None, spec: "DataSpec",
+                splits: "Splits") -> TaskData:
+        from tunelab.data import limit_rows, split_validation
+
+        if validation is None:
+            train = limit_rows(train, spec.limit, spec.seed)
+            train, validation = split_validation(train, spec)
+        train = train.assign(label=train["label"].astype("float32"))
+        validation = validation.assign(label=validation["label"].astype("float32"))
+        return TaskData(train.reset_index(drop=True), validation.reset_index(drop=True), self, splits.name)
+
+    def label_ids(self, checkpoint: Checkpoint, raw_labels) -> np.ndarray:
+        try:
+            return pd.Series(raw_labels).astype(float).to_numpy(dtype=np.float32)
+        except ValueError:
+            raise TunelabError("this checkpoint predicts scores, but the labels are not numbers") from None
+
+    def label_counts(self, data: TaskData) -> dict[str, int]:
+        return {}
+
+    def model_kwargs(self, data: TaskData) -> dict:
+        return {"num_labels": 1, "problem_type": "regression"}
+
+    def class_weights(self, data: TaskData, how: str) -> dict[str, float] | None:
+        self.loss_weights = None
+        if how != "none":
+            raise TunelabError("--class-weights weighs labels, but this data has numeric scores (regression); "
+                               "drop --class-weights")
+        return None
+
+    def score(self, rows: list[tuple], encoded: "Encoded", data: TaskData, decisions: dict | None = None) -> Scores:
+        from tunelab.metrics import regression_metrics
+
+        logits, labels = self.by_document(rows, encoded)
+        return Scores(regression_metrics(logits.reshape(-1), labels), long_details(encoded))
+
+    def combine(self, logits: np.ndarray, documents) -> np.ndarray:
+        """A document's score: the mean of its windows' scores."""
+        from tunelab.tasks.texts import window_mean
+
+        return window_mean(logits, documents)
+
+    def default_metric(self, data: TaskData) -> str:
+        return "pearson"
+
+    def predict(self, predictor, inputs, pairs=None) -> list[Prediction]:
+        return [Prediction(None, float(v[0]), {}) for v in self.logits(predictor, inputs, pairs)]
+
+    def describe(self, predictor) -> dict:
+        return {"labels": None}
+
+    def render(self, items: list, predictions: list, output_format: str, predictor) -> str:
+        from tunelab.tasks.texts import render_rows
+
+        rows = [{**item, **p.as_dict()} for item, p in zip(items, predictions)]
+        return render_rows(rows, output_format, ["label", "score"], [], label=lambda r: str(r["label"]),
+                           score=lambda r: f"{r['score']:>6.3f}")
 
 
 # ---------------------------------------------------------------- labels
+
+
+def long_details(encoded: "Encoded") -> dict:
+    """How many rows were longer than the window (for `tunelab evaluate`)."""
+    return {"long": encoded.long.as_dict()} if encoded.long is not None else {}
+
+
+def group_items(items: list[dict]) -> dict[bool, dict[int, dict]]:
+    """Single texts and pairs apart (each runs as its own forward passes), by input position."""
+    groups: dict[bool, dict[int, dict]] = {False: {}, True: {}}
+    for position, item in enumerate(items):
+        groups["text_pair" in item][position] = item
+    return groups
+
+
+def check_unseen(labels: pd.Series, known: set, spec: "DataSpec") -> None:
+    """Refuse validation labels the training rows never show (and say when they look like label sets)."""
+    unseen = sorted(set(labels) - known, key=str)
+    if not unseen:
+        return
+    counts = labels.value_counts()
+    listed = ", ".join(f"'{v}' ({counts[v]} rows)" for v in unseen[:5])
+    more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+    separator = spec.options.get("label_separator") or ","
+    if sum(separator in str(v) for v in unseen) > len(unseen) / 2:
+        raise TunelabError(
+            f"validation labels {listed}{more} never appear in the training data, and they look like "
+            f"sets of labels separated by '{separator}': use --task multi-label"
+        )
+    raise TunelabError(
+        f"validation label {listed}{more} never appears in the training data; "
+        "remove those rows from the validation data or add training examples with that label"
+    )
 
 
 def weight_file(path: str, names: list[str]) -> list[float]:
@@ -402,7 +438,6 @@ def label_kind(labels: pd.Series, task: str) -> str:
     if task == "regression":
         return "float"
     fractional = np.mod(numeric.to_numpy(dtype=float), 1) != 0
-    integral = not fractional.any()
     whole = numeric[~fractional]
     if task == "auto" and fractional.any() and fractional.mean() < 0.05 and whole.nunique() <= 20:
         # A few stray fractions among a handful of integer classes are typos more often than scores.
@@ -412,8 +447,8 @@ def label_kind(labels: pd.Series, task: str) -> str:
         raise TunelabError(f"the labels are integer classes ({', '.join(str(int(v)) for v in sorted(whole.unique())[:8])}) "
                            f"except {len(rows)} rows ({shown}, counting training rows first); fix those rows, or pass --task regression if the "
                            "labels are scores (--task classification reads every value as a class name)")
-    if task == "classification" or integral:
-        return "int" if integral else "str"
+    if task == "classification" or not fractional.any():
+        return "int" if not fractional.any() else "str"
     return "float"
 
 
@@ -425,10 +460,9 @@ def canonical(value, kind: str):
     return str(value).strip()
 
 
-def label_ids(predictor, raw_labels) -> np.ndarray:
+def label_ids(checkpoint: Checkpoint, raw_labels) -> np.ndarray:
     """Map the data's labels to the checkpoint's ids by name (or by the raw values it was trained on)."""
-    config = predictor.model.config
-    values = getattr(config, "tunelab_label_values", None) or predictor.label_names
+    values = checkpoint.label_values or checkpoint.label_names
     index = {str(v): i for i, v in enumerate(values)}
     ids, unknown = [], {}
     for value in raw_labels:

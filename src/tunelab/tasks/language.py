@@ -15,23 +15,25 @@ from typing import TYPE_CHECKING, Sequence
 import pandas as pd
 
 from tunelab.errors import TunelabError
-from tunelab.tasks.base import Scores, Task, in_row_order
+from tunelab.options import Option
+from tunelab.tasks.base import Scores, Task, TaskData, stacked
+from tunelab.tasks.texts import TEXT_COLUMN
 
 if TYPE_CHECKING:
-    import torch
-
-    from tunelab.data import DataSpec, Splits, TaskData
+    from tunelab.data import DataSpec, Splits
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("perplexity",)
+LINE_PER_DOCUMENT = Option("line_per_document", bool, False, "Language models, .txt files: each line is a document "
+                           "(default: blocks separated by blank lines).")
 
 
 def text_frame(frame: pd.DataFrame, spec: "DataSpec", where: str) -> pd.DataFrame:
     """The text column as a `text` frame, empty rows dropped (and counted)."""
     from tunelab.data import drop_blank, select_columns
 
-    frame = select_columns(frame, [("--text-column", spec.text_column, "text")], where)
+    frame = select_columns(frame, [("--text-column", TEXT_COLUMN.value(spec.options), "text")], where)
     frame["text"] = frame["text"].map(lambda v: v if v is None else str(v))
     return drop_blank(frame, where, ["text"], None)
 
@@ -90,9 +92,12 @@ class LanguageModelTask(Task):
 
     metrics = METRICS
     reads_plain_text = True
-    column_options = ("text_column", "line_per_document")
+    options = (TEXT_COLUMN, LINE_PER_DOCUMENT)
 
-    def default_metric(self, data: "TaskData") -> str:
+    def source_reading(self, spec: "DataSpec") -> tuple[bool, bool]:
+        return True, bool(LINE_PER_DOCUMENT.value(spec.options))
+
+    def default_metric(self, data: TaskData) -> str:
         return "loss"
 
     def eval_batch_size(self, model_config, max_length: int) -> int:
@@ -101,43 +106,27 @@ class LanguageModelTask(Task):
         vocab = getattr(model_config, "vocab_size", None) or 1
         return max(1, min(128, LOGITS_BUDGET // (max_length * vocab * 4)))
 
-    def model_kwargs(self, data: "TaskData") -> dict:
-        return {}
-
-    def class_weights(self, data, how):
-        if how != "none":
-            raise TunelabError(f"--class-weights applies to classification and multi-label data; drop it for "
-                               f"{data.task}")
-        return None
-
-    def outputs(self, logits: "torch.Tensor", batch: dict, accelerator) -> tuple:
+    def outputs(self, outputs, batch: dict) -> tuple:
         """Each row's summed negative log-likelihood over its labeled tokens, and how many there are."""
         import torch
 
-        from tunelab.collate import IGNORE, ROW_INDEX
+        from tunelab.collate import IGNORE
 
-        logits, labels = self.aligned(logits, batch["labels"])
+        logits, labels = self.aligned(outputs["logits"], batch["labels"])
         nll = torch.zeros(len(labels), dtype=torch.float64, device=labels.device)
         for i in range(len(labels)):  # one row at a time: a batch's log-probabilities would be B x T x vocab
             keep = labels[i] != IGNORE
             if keep.any():
                 nll[i] = torch.nn.functional.cross_entropy(logits[i][keep].float(), labels[i][keep],
                                                            reduction="sum").double()
-        counts = (labels != IGNORE).sum(dim=1)
-        return accelerator.gather_for_metrics((nll, counts, batch[ROW_INDEX]))
-
-    use_instead = ""  # what to run instead of predict / evaluate / serve on its checkpoints
-
-    def check_predictable(self) -> None:
-        raise TunelabError(f"this checkpoint is a {self.name} model, which tunelab predict, evaluate and serve do "
-                           f"not read; {self.use_instead}")
+        return nll, (labels != IGNORE).sum(dim=1)
 
     def aligned(self, logits, labels):
         """Logits and the labels they predict (causal models predict the next token)."""
         return logits, labels
 
-    def score(self, gathered, encoded, data) -> Scores:
-        nll, counts = in_row_order(gathered)
+    def score(self, rows: list[tuple], encoded, data: TaskData, decisions: dict | None = None) -> Scores:
+        nll, counts = stacked(rows, 0), stacked(rows, 1)
         tokens = int(counts.sum())
         loss = float(nll.sum() / max(tokens, 1))
         return Scores({"loss": loss, "perplexity": float(math.exp(min(loss, 700)))}, {"tokens": tokens})

@@ -15,20 +15,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from tunelab.errors import TunelabError
-from tunelab.tasks.base import Settings
-from tunelab.tasks.language import LanguageModelTask, block_report, blocks, split_off_validation, text_frame, \
-    tokenize_documents
+from tunelab.options import Option
+from tunelab.tasks.base import Settings, TaskData
+from tunelab.tasks.language import LINE_PER_DOCUMENT, LanguageModelTask, block_report, blocks, split_off_validation, \
+    text_frame, tokenize_documents
+from tunelab.tasks.texts import TEXT_COLUMN
 
 if TYPE_CHECKING:
+    import torch
+
     from tunelab.collate import Encoded
-    from tunelab.data import DataSpec, Splits, TaskData
+    from tunelab.data import DataSpec, Splits
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_SEED = 1234  # the validation mask: the same targets at every evaluation and in every run
+MLM_PROBABILITY = Option("mlm_probability", float, 0.15, "Masked LM: the share of pieces (or words) masked as "
+                         "targets.", stored="info")
+WHOLE_WORD_MASK = Option("whole_word_mask", bool, False, "Masked LM: mask whole words (all their pieces or none).",
+                         stored="info")
 
 
 class MaskedLMTask(LanguageModelTask):
@@ -38,23 +45,28 @@ class MaskedLMTask(LanguageModelTask):
     endpoint = "/fill-mask"
     action = "Fill"
     example = "A gripping, beautifully acted [MASK]."
-    options = ("mlm_probability", "whole_word_mask")
+    summary = "masked-LM adaptation of an encoder to plain text"
+    options = (TEXT_COLUMN, LINE_PER_DOCUMENT, MLM_PROBABILITY, WHOLE_WORD_MASK)
+    inputs = ()
     use_instead = ("fine-tune a classifier from it: tunelab train --model CHECKPOINT --data labeled.csv, or fill "
                    "masks with transformers: pipeline(\"fill-mask\", model=CHECKPOINT)")
 
-    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
-        from tunelab.data import TaskData
+    def option_problems(self, values: dict) -> list[str]:
+        given = MLM_PROBABILITY.value(values)
+        return [] if 0 < given < 1 else [f"--mlm-probability must be between 0 and 1 (exclusive), got {given}"]
 
+    def read(self, spec: "DataSpec", splits: "Splits") -> TaskData:
         train, validation = split_off_validation(splits.train, splits, spec, lambda f, w: text_frame(f, spec, w))
-        return TaskData(train, validation, None, False, splits.name, task=self.name, info={"format": "text"})
+        return TaskData(train, validation, self, splits.name, info={"format": "text"})
 
     def model_class(self):
         from transformers import AutoModelForMaskedLM
 
         return AutoModelForMaskedLM
 
-    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool,
-               label_names=None) -> "Encoded":
+    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool) -> "Encoded":
+        import torch
+
         from tunelab.collate import Encoded
 
         if tokenizer.mask_token_id is None:
@@ -68,7 +80,7 @@ class MaskedLMTask(LanguageModelTask):
         features = {"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows], "word_ids": word_rows}
         if training:
             return Encoded(features, None)  # masked batch by batch by the collator
-        masker = self.collator(tokenizer, None, settings)
+        masker = self.collator(tokenizer, settings)
         generator = torch.Generator().manual_seed(VALIDATION_SEED)
         masked, labels = [], []
         for ids_row, words_row in zip(rows, word_rows):
@@ -77,11 +89,10 @@ class MaskedLMTask(LanguageModelTask):
             labels.append(row_labels[0].tolist())
         return Encoded({**features, "input_ids": masked}, labels)
 
-    def collator(self, tokenizer, data: "TaskData | None" = None, settings: Settings | None = None):
-        info = (settings.info if settings else data.info if data else {}) or {}
+    def collator(self, tokenizer, settings: Settings):
         return MaskingCollator(tokenizer.pad_token_id or 0, tokenizer.mask_token_id, len(tokenizer),
-                               tuple(tokenizer.all_special_ids), float(info.get("mlm_probability", 0.15)),
-                               bool(info.get("whole_word_mask", False)))
+                               tuple(tokenizer.all_special_ids), float(settings.option(MLM_PROBABILITY)),
+                               bool(settings.option(WHOLE_WORD_MASK)))
 
 
 @dataclass
@@ -96,10 +107,12 @@ class MaskingCollator:
     probability: float = 0.15
     whole_word: bool = False
 
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, rows: list[dict]) -> dict[str, "torch.Tensor"]:
+        import torch
+
         from tunelab.collate import IGNORE, Collator
 
-        batch = Collator(self.pad_token_id)(rows)
+        batch = Collator(self.pad_token_id, skip=("word_ids",))(rows)
         if "labels" in batch:
             return batch
         width = batch["input_ids"].shape[1]
@@ -108,8 +121,10 @@ class MaskingCollator:
         batch["labels"][batch["attention_mask"] == 0] = IGNORE
         return batch
 
-    def mask(self, ids: torch.Tensor, words: torch.Tensor, generator: torch.Generator | None):
+    def mask(self, ids: "torch.Tensor", words: "torch.Tensor", generator: "torch.Generator | None"):
         """(masked ids, labels): the chosen targets keep their id as label, every other position -100."""
+        import torch
+
         from tunelab.collate import IGNORE
 
         special = torch.isin(ids, torch.tensor(self.special_ids)) | (words < 0)

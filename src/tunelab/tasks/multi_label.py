@@ -13,11 +13,14 @@ import numpy as np
 import pandas as pd
 
 from tunelab.errors import TunelabError
-from tunelab.tasks.base import Scores
+from tunelab.options import Option
+from tunelab.tasks.base import Checkpoint, Scores, TaskData, stacked
 from tunelab.tasks.classification import ClassificationTask
+from tunelab.tasks.texts import LABEL_COLUMN, LONG_TEXT_OPTION, TEXT_COLUMN, TEXT_PAIR_COLUMN
 
 if TYPE_CHECKING:
-    from tunelab.data import DataSpec, Splits, TaskData
+    from tunelab.collate import Encoded
+    from tunelab.data import DataSpec, Splits
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,16 @@ MULTI_LABEL_METRICS = BASE_METRICS + tuple(f"{m}_tuned" for m in BASE_METRICS)
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 THRESHOLD_FLOOR = 0.1  # a label whose best F1 needs a lower threshold would be on for nearly every text
 SHOWN = 5  # values a refusal lists before counting the rest
+
+LABEL_SEPARATOR = Option("label_separator", str, ",", "Multi-label: what separates a row's labels in the label column.",
+                         commands=("train", "evaluate"))
+LABEL_COLUMNS = Option("label_columns", str | None, None, "Multi-label: columns that mark each label with 1 (and 0), "
+                       "comma-separated, instead of one label column.", commands=("train", "evaluate"),
+                       misplaced="--label-columns marks multi-label data; drop it or use --task multi-label, not "
+                                 "{task}")
+THRESHOLD = Option("threshold", float | None, None, "Multi-label: one decision threshold for every label, in (0, 1) "
+                   "(default: the tuned ones stored in the checkpoint).", commands=("predict", "evaluate", "serve"),
+                   stored=None)
 
 
 def few(values, shown: int = SHOWN, quote: bool = True) -> str:
@@ -46,50 +59,27 @@ class LabelSet:
         return {"labels": self.labels, "scores": self.scores, "probabilities": self.probabilities}
 
 
-@dataclass
-class MultiLabelEvaluation:
-    metrics: dict[str, float]
-    rows: int
-    label_names: list[str]
-    per_class: dict
-    thresholds: dict[str, float]
-    confusion_matrix: list | None = None  # one matrix per label would say less than the per-label report
-    long: dict | None = None  # how many rows were longer than the window (long_text.Lengths.as_dict)
-
-    @property
-    def confusion_labels(self) -> None:
-        return None
-
-    def as_dict(self) -> dict:
-        return {"rows": self.rows, "metrics": self.metrics, "label_names": self.label_names,
-                "per_class": self.per_class, "thresholds": self.thresholds, "long": self.long}
-
-
 class MultiLabelTask(ClassificationTask):
     """Texts (or pairs) to a set of labels."""
 
     name = "multi-label"
+    summary = "a set of labels per text: label lists, delimited labels, or 0/1 columns"
     metrics = MULTI_LABEL_METRICS
     problem_type = "multi_label_classification"
-    thresholded = True
     formats = ("table", "jsonl", "csv")
-    column_options = ("text_column", "text_pair_column", "label_column", "label_separator", "label_columns")
-
-    def __init__(self):
-        super().__init__()
-        self.name = "multi-label"
-        self.label_smoothing = False
+    options = (TEXT_COLUMN, TEXT_PAIR_COLUMN, LABEL_COLUMN, LABEL_SEPARATOR, LABEL_COLUMNS, LONG_TEXT_OPTION,
+               THRESHOLD)
+    label_smoothing = False
+    warmup_ratio = 0.0
 
     # ------------------------------------------------------------ data
     def columns(self, spec: "DataSpec", splits: "Splits") -> list[tuple[str, str, str]]:
-        if not spec.label_columns:
-            return super().columns(spec, splits)
-        wanted = [("--text-column", spec.text_column, "text")]
-        if spec.text_pair_column:
-            wanted.append(("--text-pair-column", spec.text_pair_column, "text_pair"))
-        return wanted + [("--label-columns", c, f"label:{c}") for c in label_column_names(spec)]
+        wanted = super().columns(spec, splits)
+        if not LABEL_COLUMNS.value(spec.options):
+            return wanted
+        return wanted[:-1] + [("--label-columns", c, f"label:{c}") for c in label_column_names(spec)]
 
-    def frame(self, frame: pd.DataFrame, wanted, where: str, spec: "DataSpec | None" = None) -> pd.DataFrame:
+    def frame(self, frame: pd.DataFrame, wanted, where: str, spec: "DataSpec") -> pd.DataFrame:
         """The text columns and one `label` column holding each row's list of label names."""
         from tunelab.data import drop_blank, select_columns
 
@@ -101,26 +91,28 @@ class MultiLabelTask(ClassificationTask):
             selected = selected.drop(columns=flags).assign(label=sets)
             return drop_blank(selected, where, inputs, None)
         selected = drop_blank(selected, where, inputs, None)
-        separator = spec.label_separator if spec is not None else ","
+        separator = LABEL_SEPARATOR.value(spec.options)
         return selected.assign(label=parse_label_sets(selected["label"], separator, where))
 
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
         """Label lists, JSON lists, or strings that hold the separator in at least 1% of the rows."""
-        if spec.label_columns:
+        options = spec.options
+        if LABEL_COLUMNS.value(options):
             return True
-        if splits.builtin is not None or spec.label_column not in splits.train.columns:
+        column = LABEL_COLUMN.value(options)
+        if splits.builtin is not None or column not in splits.train.columns:
             return False
-        values = splits.train[spec.label_column].dropna()
+        values = splits.train[column].dropna()
         if values.empty:
             return False
         if values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             return True
         text = values.astype(str).str.strip()
-        joined = text.str.contains(spec.label_separator, regex=False) | text.str.startswith("[")
+        joined = text.str.contains(LABEL_SEPARATOR.value(options), regex=False) | text.str.startswith("[")
         return bool(joined.mean() >= 0.01)
 
-    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
-        from tunelab.data import TaskData, limit_rows, split_validation
+    def read(self, spec: "DataSpec", splits: "Splits") -> TaskData:
+        from tunelab.data import limit_rows, split_validation
 
         wanted = self.columns(spec, splits)
         train = self.frame(splits.train, wanted, splits.train_where, spec)
@@ -140,31 +132,39 @@ class MultiLabelTask(ClassificationTask):
                                "from the validation data or add training examples with it")
         train = train.assign(label=[multi_hot(labels, names) for labels in train["label"]])
         validation = validation.assign(label=[multi_hot(labels, names) for labels in validation["label"]])
-        return TaskData(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
-                        label_names=names, has_pairs="text_pair" in train, name=splits.name,
-                        label_values=list(names), task=self.name)
+        return TaskData(train.reset_index(drop=True), validation.reset_index(drop=True), self, splits.name,
+                        label_names=names, label_values=list(names))
 
-    def label_counts(self, data: "TaskData") -> dict[str, int]:
+    def read_labeled(self, spec: "DataSpec", splits: "Splits", checkpoint: Checkpoint) -> TaskData:
+        from tunelab.data import limit_rows
+
+        frame = self.frame(splits.train, self.columns(spec, splits), splits.train_where, spec)
+        frame = limit_rows(frame, spec.limit, spec.seed)
+        names = checkpoint.label_names
+        unknown = sorted({label for labels in frame["label"] for label in labels} - set(names))
+        if unknown:
+            raise TunelabError(f"label {few(unknown)} is not one the checkpoint knows ({few(names)}); check "
+                               "--label-column or evaluate on data with the same labels")
+        frame = frame.assign(label=[multi_hot(labels, names) for labels in frame["label"]])
+        return TaskData(frame.iloc[:0], frame, self, splits.name, label_names=names,
+                        info=dict(checkpoint.settings.info))
+
+    def label_counts(self, data: TaskData) -> dict[str, int]:
         counts = np.sum(np.array(data.train["label"].tolist()), axis=0)
         return {name: int(c) for name, c in zip(data.label_names, counts)}
 
-    def default_metric(self, data: "TaskData") -> str:
+    def default_metric(self, data: TaskData) -> str:
         # Checkpoints decide with their tuned thresholds, so best/ is picked by the F1 they give. At 0.5, early
         # evaluations often score 0 on every rare label, and the first of several zeros would stay best/.
         return "macro_f1_tuned"
 
     # ------------------------------------------------------------ model
-    def model_kwargs(self, data: "TaskData") -> dict:
+    def model_kwargs(self, data: TaskData) -> dict:
         names = data.label_names
         return {"num_labels": len(names), "problem_type": self.problem_type,
                 "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
-    def collator(self, tokenizer, data: "TaskData | None" = None):
-        from tunelab.collate import Collator
-
-        return Collator(tokenizer.pad_token_id or 0, multi_hot=True)
-
-    def class_weights(self, data: "TaskData", how: str) -> dict[str, float] | None:
+    def class_weights(self, data: TaskData, how: str) -> dict[str, float] | None:
         """BCE pos_weight per label: balanced gives each label its negatives / positives."""
         import torch
 
@@ -189,23 +189,38 @@ class MultiLabelTask(ClassificationTask):
 
         from tunelab.collate import model_inputs
 
-        inputs = model_inputs(batch)
         weights = getattr(self, "loss_weights", None)
         if weights is None:
-            return model(**inputs).loss
-        labels = inputs.pop("labels")
-        logits = model(**inputs).logits.float()
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights.to(logits.device))
+            return model(**model_inputs(batch)).loss
+        logits = model(**model_inputs(batch, leave=self.label_keys)).logits.float()
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"],
+                                                                   pos_weight=weights.to(logits.device))
 
     # ------------------------------------------------------------ evaluation
-    def score(self, gathered, encoded, data: "TaskData") -> Scores:
-        logits, labels = self.by_document(gathered, encoded)
-        return score_sets(sigmoid(logits), labels.astype(int), data.label_names)
+    def score(self, rows: list[tuple], encoded: "Encoded", data: TaskData, decisions: dict | None = None) -> Scores:
+        """Metrics at 0.5 and at thresholds tuned on these rows (training), or at the checkpoint's stored ones
+        or one given (evaluate)."""
+        from tunelab.tasks.classification import long_details
+
+        logits, labels = self.by_document(rows, encoded)
+        probabilities, truth = sigmoid(logits), labels.astype(int)
+        if decisions is None:
+            scores = score_sets(probabilities, truth, data.label_names)
+        else:
+            scores = score_at(probabilities, truth, data.label_names, decisions["thresholds"], decisions["suffix"])
+        scores.details.update(long_details(encoded))
+        return scores
+
+    def decisions(self, config, options: dict) -> dict:
+        given = THRESHOLD.value(options)
+        names = [config.id2label[i] for i in range(config.num_labels)]
+        return {"thresholds": self.thresholds(names, config, options),
+                "suffix": "_tuned" if given is None else f"_at_{given:g}"}
 
     def combine(self, logits: np.ndarray, documents) -> np.ndarray:
         """A document's logits from its windows': the logit of their mean probability per label (so that the
         sigmoid gives that mean)."""
-        from tunelab.long_text import window_mean
+        from tunelab.tasks.texts import window_mean
 
         mean = np.clip(window_mean(sigmoid(logits), documents), 1e-7, 1 - 1e-7)
         return np.log(mean) - np.log1p(-mean)
@@ -213,23 +228,28 @@ class MultiLabelTask(ClassificationTask):
     def checkpoint_config(self, scores: Scores) -> dict:
         return {"label_thresholds": scores.details["thresholds"]}
 
+    def option_problems(self, values: dict) -> list[str]:
+        empty = ["--label-separator must not be empty"] if not LABEL_SEPARATOR.value(values) else []
+        return super().option_problems(values) + empty
+
     # ------------------------------------------------------------ prediction
-    def thresholds(self, predictor) -> np.ndarray:
+    def check_given(self, options: dict) -> None:
+        given = THRESHOLD.value(options)
+        if given is not None and not 0 < given < 1:
+            raise TunelabError(f"--threshold must be between 0 and 1 (exclusive), got {given:g}")
+
+    def thresholds(self, names: list[str], config, options: dict) -> np.ndarray:
         """--threshold when given, else the tuned ones stored in the checkpoint, else 0.5."""
-        names = predictor.label_names
-        if getattr(predictor, "threshold", None) is not None:
-            return np.full(len(names), predictor.threshold)
-        stored = getattr(predictor.model.config, "label_thresholds", None) or {}
+        given = THRESHOLD.value(options)
+        if given is not None:
+            return np.full(len(names), given)
+        stored = getattr(config, "label_thresholds", None) or {}
         return np.array([float(stored.get(n, 0.5)) for n in names])
 
     def predict(self, predictor, inputs, pairs=None) -> list[LabelSet]:
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if isinstance(pairs, str):
-            pairs = [pairs]
         probabilities = sigmoid(self.logits(predictor, inputs, pairs))
-        cut = self.thresholds(predictor)
         names = predictor.label_names
+        cut = self.thresholds(names, predictor.model.config, predictor.options)
         out = []
         for p in probabilities:
             chosen = [i for i in np.argsort(-p) if p[i] >= cut[i]]
@@ -237,63 +257,21 @@ class MultiLabelTask(ClassificationTask):
                                 {n: float(x) for n, x in zip(names, p)}))
         return out
 
-    def evaluate(self, predictor, spec: "DataSpec", split: str) -> MultiLabelEvaluation:
-        from tunelab.data import Splits, limit_rows, read_split
+    def render(self, items: list, predictions: list[LabelSet], output_format: str, predictor) -> str:
+        from tunelab.tasks.texts import render_rows
 
-        frame, where, builtin = read_split(spec, split)
-        wanted = self.columns(spec, Splits("", frame, where, None, None, builtin))
-        frame = limit_rows(self.frame(frame, wanted, where, spec), spec.limit, spec.seed)
-        names = predictor.label_names
-        unknown = sorted({label for labels in frame["label"] for label in labels} - set(names))
-        if unknown:
-            raise TunelabError(f"label {few(unknown)} is not one the checkpoint knows ({few(names)}); check "
-                               "--label-column or evaluate on data with the same labels")
-        pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
-        logits, lengths = self.document_logits(predictor, frame["text"].astype(str).tolist(), pairs)
-        probabilities = sigmoid(logits)
-        truth = np.array([multi_hot(labels, names) for labels in frame["label"]], dtype=int)
-        cut = self.thresholds(predictor)
-        metrics = set_metrics(probabilities >= 0.5, truth)
-        suffix = "_tuned" if getattr(predictor, "threshold", None) is None else f"_at_{predictor.threshold:g}"
-        metrics.update({f"{k}{suffix}": v for k, v in set_metrics(probabilities >= cut, truth).items()})
-        per_class = per_label(probabilities >= cut, truth, names)
-        return MultiLabelEvaluation(metrics, len(frame), names, per_class, dict(zip(names, map(float, cut))),
-                                    long=lengths.as_dict())
-
-    def render(self, predictor, inputs, predictions: list[LabelSet], output_format: str) -> str:
-        import csv
-        import io
-
-        pairs = inputs.pairs
-        rows = []
-        for i, (text, p) in enumerate(zip(inputs.items, predictions)):
-            row = {"text": text, **({"text_pair": pairs[i]} if pairs else {})}
-            rows.append({**row, **p.as_dict()})
-        if output_format == "jsonl":
-            return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        if output_format == "csv":
-            buffer = io.StringIO()
-            names = predictor.label_names
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(["text"] + (["text_pair"] if pairs else []) + ["labels"] + [f"p_{n}" for n in names])
-            for row in rows:
-                writer.writerow([row["text"]] + ([row["text_pair"]] if pairs else []) + [",".join(row["labels"])]
-                                + [f"{row['probabilities'][n]:.6f}" for n in names])
-            return buffer.getvalue()
-        shown = [", ".join(f"{label} {p.scores[label]:.2f}" for label in p.labels) or "(none)" for p in predictions]
-        width = max(6, *(len(s) for s in shown))
-        lines = [f"{'labels':<{width}}  text"]
-        for row, labels in zip(rows, shown):
-            text = row["text"] if not pairs else f"{row['text']} || {row['text_pair']}"
-            lines.append(f"{labels:<{width}}  {text if len(text) <= 100 else text[:97] + '...'}")
-        return "\n".join(lines) + "\n"
+        rows = [{**item, **p.as_dict()} for item, p in zip(items, predictions)]
+        shown = {id(r): ", ".join(f"{label} {p.scores[label]:.2f}" for label in p.labels) or "(none)"
+                 for r, p in zip(rows, predictions)}
+        return render_rows(rows, output_format, ["labels"], [(f"p_{n}", n) for n in predictor.label_names],
+                           label=lambda r: shown[id(r)])
 
 
 # ---------------------------------------------------------------- labels
 
 
 def label_column_names(spec: "DataSpec") -> list[str]:
-    return [c.strip() for c in (spec.label_columns or "").split(",") if c.strip()]
+    return [c.strip() for c in (LABEL_COLUMNS.value(spec.options) or "").split(",") if c.strip()]
 
 
 def parse_label_sets(values: pd.Series, separator: str, where: str) -> list[list[str]]:
@@ -407,3 +385,12 @@ def score_sets(probabilities: np.ndarray, truth: np.ndarray, names: list[str]) -
     metrics.update({f"{k}_tuned": v for k, v in set_metrics(probabilities >= thresholds, truth).items()})
     return Scores(metrics, {"per_class": per_label(probabilities >= thresholds, truth, names),
                             "thresholds": dict(zip(names, map(float, thresholds)))})
+
+
+def score_at(probabilities: np.ndarray, truth: np.ndarray, names: list[str], thresholds: np.ndarray,
+             suffix: str) -> Scores:
+    """Metrics at 0.5 and at `thresholds` (stored or given), named with `suffix`; the per-label report at them."""
+    metrics = set_metrics(probabilities >= 0.5, truth)
+    metrics.update({f"{k}{suffix}": v for k, v in set_metrics(probabilities >= thresholds, truth).items()})
+    return Scores(metrics, {"per_class": per_label(probabilities >= thresholds, truth, names),
+                            "thresholds": dict(zip(names, map(float, thresholds))), "label_names": names})

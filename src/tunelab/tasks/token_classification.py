@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from tunelab.errors import TunelabError
-from tunelab.tasks.base import Scores, Settings, Task
+from tunelab.options import Option
+from tunelab.tasks.base import Checkpoint, Scores, Settings, Task, TaskData
 from tunelab.tasks.schemes import entities, inside_tag, to_iob2
+from tunelab.tasks.texts import PAIR
 
 if TYPE_CHECKING:
     from tunelab.collate import Encoded
-    from tunelab.data import DataSpec, Splits, TaskData
+    from tunelab.data import DataSpec, Splits
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,15 @@ METRICS = ("f1", "precision", "recall", "accuracy")
 # Words of raw text: runs of word characters (keeping inner periods, hyphens and apostrophes: "U.S",
 # "well-known", "O'Neil"), or one other visible character.
 WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
+
+TOKENS_COLUMN = Option("tokens_column", str, "tokens", "Token classification: the column of word lists.",
+                       commands=("train", "evaluate", "predict"))
+TAGS_COLUMN = Option("tags_column", str, "tags", "Token classification: the column of tag lists.",
+                     commands=("train", "evaluate"))
+TAG_COLUMN = Option("tag_column", int, -1, "Token classification, CoNLL files: the tag column, 0-based (-1: the "
+                    "last).", commands=("train", "evaluate"))
+LABEL_ALL_TOKENS = Option("label_all_tokens", bool, False, "Token classification: label every piece of a word (B- "
+                          "becomes I- after the first), not only the first.", stored="info")
 
 
 @dataclass
@@ -70,63 +81,54 @@ class Window:
     positions: list[int] = field(default_factory=list)  # where each owned word's first piece is in the row
 
 
-@dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    rows: int
-    label_names: list[str]
-    per_class: dict
-    confusion_matrix: list[list[int]]
-    confusion_labels: list[str]
-
-    def as_dict(self) -> dict:
-        return {"rows": self.rows, "metrics": self.metrics, "label_names": self.label_names,
-                "per_class": self.per_class, "confusion_matrix": self.confusion_matrix,
-                "confusion_labels": self.confusion_labels}
-
-
 class TokenClassificationTask(Task):
-    options = ("label_all_tokens",)
     name = "token-classification"
+    summary = "named entities: CoNLL files or word and tag lists"
+    options = (TOKENS_COLUMN, TAGS_COLUMN, TAG_COLUMN, LABEL_ALL_TOKENS)
+    inputs = (PAIR,)  # read only to refuse it: a tagger reads single texts
+    item_noun = "texts"
+    view = "tag"
+    request_help = 'JSON: {"texts": [...]} or {"text": "..."}; each text\'s entities with character offsets.'
     pipeline_tag = "token-classification"
     architecture_suffix = "ForTokenClassification"
     metrics = METRICS
     endpoint = "/v1/tag"
     formats = ("table", "jsonl", "conll")
     action = "Find entities"
-    column_options = ("tokens_column", "tags_column", "tag_column")
     packs = True
     example = "Alice visited Paris."
 
     # ------------------------------------------------------------ data
     def claims(self, spec: "DataSpec", splits: "Splits") -> bool:
-        frame = splits.train
+        frame, column = splits.train, TOKENS_COLUMN.value(spec.options)
         if from_conll(frame):
             return True
-        return spec.tokens_column in frame and len(frame) > 0 and is_list(frame[spec.tokens_column].iloc[0])
+        return column in frame and len(frame) > 0 and is_list(frame[column].iloc[0])
 
     def sentences(self, spec: "DataSpec", frame: pd.DataFrame, where: str) -> pd.DataFrame:
         """tokens and tags (names) of every row, checked."""
         from tunelab.data import drop_blank, select_columns
 
+        options = spec.options
+        tag_column, tokens_column = TAG_COLUMN.value(options), TOKENS_COLUMN.value(options)
         if from_conll(frame):
             width = len(frame["columns"].iloc[0][0])
             if width < 2:
                 raise TunelabError(f"{where} has one column; a CoNLL file needs the word and a tag column")
-            if not -width <= spec.tag_column < width or spec.tag_column == 0 or spec.tag_column == -width:
-                raise TunelabError(f"--tag-column {spec.tag_column} is not a tag column of {where}, which has "
+            if not -width <= tag_column < width or tag_column == 0 or tag_column == -width:
+                raise TunelabError(f"--tag-column {tag_column} is not a tag column of {where}, which has "
                                    f"{width} columns (the word is column 0); pass 1 to {width - 1} or -1 (the last)")
-            tags = [[fields[spec.tag_column] for fields in sentence] for sentence in frame["columns"]]
+            tags = [[fields[tag_column] for fields in sentence] for sentence in frame["columns"]]
             out = pd.DataFrame({"tokens": frame["tokens"].tolist(), "tags": tags})
         else:
-            if spec.tokens_column not in frame or not is_list(next(iter(frame[spec.tokens_column]), None)):
+            if tokens_column not in frame or not is_list(next(iter(frame[tokens_column]), None)):
                 found = ", ".join(frame.columns)
                 raise TunelabError(
                     f"--task token-classification needs words: a CoNLL file, or a column of token lists "
-                    f"(--tokens-column '{spec.tokens_column}' {'holds no lists' if spec.tokens_column in frame else 'not found'} "
+                    f"(--tokens-column '{tokens_column}' {'holds no lists' if tokens_column in frame else 'not found'} "
                     f"in {where}; columns found: {found}); pass --task classification for whole-text labels")
-            out = select_columns(frame, [("--tokens-column", spec.tokens_column, "tokens"),
-                                         ("--tags-column", spec.tags_column, "tags")], where)
+            out = select_columns(frame, [("--tokens-column", tokens_column, "tokens"),
+                                         ("--tags-column", TAGS_COLUMN.value(options), "tags")], where)
             out = out.assign(tokens=[as_list(v) for v in out["tokens"]], tags=[as_list(v) for v in out["tags"]])
             for number, (tokens, tags) in enumerate(zip(out["tokens"], out["tags"]), 1):
                 if len(tokens) != len(tags):
@@ -136,8 +138,8 @@ class TokenClassificationTask(Task):
                              tags=[[str(t) for t in v] for v in out["tags"]])
         return drop_blank(out, where, ["tokens"], None)
 
-    def read(self, spec: "DataSpec", splits: "Splits") -> "TaskData":
-        from tunelab.data import TaskData, limit_rows, split_validation
+    def read(self, spec: "DataSpec", splits: "Splits") -> TaskData:
+        from tunelab.data import limit_rows, split_validation
 
         # Tags are normalized per file, in file order, so a repair names the sentence as the file has it.
         train = self.sentences(spec, splits.train, splits.train_where)
@@ -156,20 +158,27 @@ class TokenClassificationTask(Task):
         if validation is None:
             train, validation = split_validation(train, spec)
         repaired = normalized.repaired + (checked.repaired if splits.validation is not None else 0)
-        train_tags, checked_tags = train["tags"].tolist(), validation["tags"].tolist()
-        names = tag_order({t for tags in train_tags for t in tags})
-        unseen = unknown_tags(checked_tags, names)
-        if unseen:
-            raise TunelabError(f"validation tag {unseen} never appears in the training data; remove those "
-                               "sentences from the validation data or add training sentences with that tag")
-        ids = {name: i for i, name in enumerate(names)}
-        train = train.assign(tags=[[ids[t] for t in tags] for tags in train_tags])
-        validation = validation.assign(tags=[[ids[t] for t in tags] for tags in checked_tags])
-        return TaskData(train=train.reset_index(drop=True), validation=validation.reset_index(drop=True),
-                        label_names=names, has_pairs=False, name=splits.name, label_values=list(names),
-                        task=self.name, info={"tag_scheme": scheme, "repaired_tags": repaired})
+        names = tag_order({t for tags in train["tags"] for t in tags})
+        validation = with_ids(validation, validation["tags"].tolist(), names, "validation tag {} never appears in "
+                              "the training data; remove those sentences from the validation data or add training "
+                              "sentences with that tag")
+        train = with_ids(train, train["tags"].tolist(), names, "")
+        return TaskData(train.reset_index(drop=True), validation.reset_index(drop=True), self, splits.name,
+                        label_names=names, label_values=list(names),
+                        info={"tag_scheme": scheme, "repaired_tags": repaired, "label_names": names})
 
-    def label_counts(self, data: "TaskData") -> dict[str, int]:
+    def read_labeled(self, spec: "DataSpec", splits: "Splits", checkpoint: Checkpoint) -> TaskData:
+        from tunelab.data import limit_rows
+
+        frame = limit_rows(self.sentences(spec, splits.train, splits.train_where), spec.limit, spec.seed)
+        truth = to_iob2(frame["tags"].tolist(), checkpoint.settings.info.get("tag_scheme")).tags
+        names = checkpoint.label_names
+        frame = with_ids(frame, truth, names, f"tag {{}} is not one the checkpoint knows ({', '.join(names)}); "
+                         "check --tag-column / --tags-column or evaluate on data with the same tags")
+        return TaskData(frame.iloc[:0], frame, self, splits.name, label_names=names,
+                        info=dict(checkpoint.settings.info))
+
+    def label_counts(self, data: TaskData) -> dict[str, int]:
         """Entities per type in the training sentences."""
         from collections import Counter
 
@@ -177,7 +186,7 @@ class TokenClassificationTask(Task):
                          entities([data.label_names[t] for t in tags]))
         return dict(sorted(counts.items()))
 
-    def default_metric(self, data: "TaskData") -> str:
+    def default_metric(self, data: TaskData) -> str:
         return "f1"
 
     # ------------------------------------------------------------ model
@@ -186,22 +195,21 @@ class TokenClassificationTask(Task):
 
         return AutoModelForTokenClassification
 
-    def model_kwargs(self, data: "TaskData") -> dict:
+    def model_kwargs(self, data: TaskData) -> dict:
         names = data.label_names
         return {"num_labels": len(names), "id2label": dict(enumerate(names)),
                 "label2id": {n: i for i, n in enumerate(names)}}
 
     # ------------------------------------------------------------ batches
-    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool,
-               label_names: list[str] | None = None) -> "Encoded":
+    def encode(self, tokenizer, frame: pd.DataFrame, settings: Settings, training: bool) -> "Encoded":
         """Windows of every sentence with first-piece labels; evaluation rows label only the words the
         window predicts, so each word counts once."""
         tags = frame["tags"].tolist() if "tags" in frame else None
-        label_all = bool(settings.info.get("label_all_tokens")) and training
+        names = settings.info.get("label_names")
         inside = None
-        if label_all and label_names:
-            ids = {n: i for i, n in enumerate(label_names)}
-            inside = [ids.get(inside_tag(n), i) for i, n in enumerate(label_names)]
+        if settings.option(LABEL_ALL_TOKENS) and training and names:
+            ids = {n: i for i, n in enumerate(names)}
+            inside = [ids.get(inside_tag(n), i) for i, n in enumerate(names)]
         return encode_words(tokenizer, frame["tokens"].tolist(), settings.max_length, settings.stride, tags,
                             training, inside)
 
@@ -230,43 +238,42 @@ class TokenClassificationTask(Task):
         return total / words
 
     # ------------------------------------------------------------ evaluation
-    def outputs(self, logits, batch: dict, accelerator) -> tuple:
-        from tunelab.collate import IGNORE, ROW_INDEX
+    def outputs(self, outputs, batch: dict) -> tuple:
+        return outputs["logits"].argmax(-1), batch["labels"]
 
-        # Rows of different processes differ in width: pad them alike before gathering.
-        predictions = accelerator.pad_across_processes(logits.argmax(-1), dim=1, pad_index=IGNORE)
-        labels = accelerator.pad_across_processes(batch["labels"], dim=1, pad_index=IGNORE)
-        return accelerator.gather_for_metrics((predictions, labels, batch[ROW_INDEX]))
-
-    def score(self, gathered, encoded: "Encoded", data: "TaskData") -> Scores:
-
+    def score(self, rows: list[tuple], encoded: "Encoded", data: TaskData, decisions: dict | None = None) -> Scores:
         words: dict[tuple[int, int], int] = {}
-        for predictions, labels, rows in gathered:
-            for prediction, label, row in zip(predictions, labels, rows):
-                window = encoded.meta[int(row)]
-                for word, position in zip(window.owned, window.positions):
-                    words[(window.sentence, word)] = int(prediction[position])
+        for (prediction, _), window in zip(rows, encoded.meta):
+            for word, position in zip(window.owned, window.positions):
+                words[(window.sentence, word)] = int(prediction[position])
         names = data.label_names
         truth = [[names[t] for t in tags] for tags in data.validation["tags"]]
-        guess = [[names[words.get((s, w), 0)] if (s, w) in words else "O" for w in range(len(tags))]
+        guess = [[names[words[(s, w)]] if (s, w) in words else "O" for w in range(len(tags))]
                  for s, tags in enumerate(truth)]
         return score_tags(truth, guess)
 
-    def logits_axes(self) -> dict[int, str]:
-        return {0: "batch", 1: "sequence"}
+    def output_axes(self) -> dict[str, dict[int, str]]:
+        return {"logits": {0: "batch", 1: "sequence"}}
 
     # ------------------------------------------------------------ prediction
+    def encode_items(self, predictor, items: list) -> "Encoded":
+        """Word lists (texts split into words first) as windows of the checkpoint's length."""
+        sentences = [words for words, _ in (split_words(item, i) for i, item in enumerate(items))]
+        return encode_words(predictor.tokenizer, sentences, predictor.max_length, predictor.settings.stride, None,
+                            False)
+
+    def export_items(self) -> list:
+        return [self.example, self.example.split()[0]]
+
     def tag_words(self, predictor, sentences: list[list[str]]) -> list[tuple[list[str], list[float]]]:
         """Each sentence's tags and their probabilities, one per word."""
         import torch
 
-        encoded = encode_words(predictor.tokenizer, sentences, predictor.max_length, predictor.settings.stride,
-                               None, False)
-        outputs = predictor.run(encoded)
+        encoded = self.encode_items(predictor, sentences)
         names = predictor.label_names
         found: list[list[tuple[str, float] | None]] = [[None] * len(s) for s in sentences]
-        for logits, window in zip(outputs, encoded.meta):
-            probabilities = torch.softmax(torch.from_numpy(np.asarray(logits)), -1).numpy()
+        for outputs, window in zip(predictor.run(encoded), encoded.meta):
+            probabilities = torch.softmax(torch.from_numpy(np.asarray(outputs["logits"])), -1).numpy()
             for word, position in zip(window.owned, window.positions):
                 p = probabilities[position]
                 found[window.sentence][word] = (names[int(p.argmax())], float(p.max()))
@@ -276,27 +283,15 @@ class TokenClassificationTask(Task):
     def predict(self, predictor, inputs, pairs=None) -> list[Tagging]:
         """Raw texts (strings) give entities with character offsets; token lists give per-word tags (and
         entities with word offsets)."""
-        if isinstance(inputs, str):
+        if isinstance(inputs, (str, dict)):
             inputs = [inputs]
-        if pairs is not None and len(pairs):
-            raise TunelabError(f"a token-classification checkpoint tags single texts, but {len(pairs)} second "
-                               "texts of pairs were given; drop --pair (or the TAB-separated second texts)")
-        sentences, spans = [], []
-        for i, item in enumerate(inputs):
-            if isinstance(item, str):
-                matches = list(WORD.finditer(item))
-                if not matches:
-                    raise TunelabError(f"input {i + 1} is empty; give non-empty texts")
-                sentences.append([m.group() for m in matches])
-                spans.append([(m.start(), m.end()) for m in matches])
-            else:
-                words = [str(w) for w in item]
-                if not words:
-                    raise TunelabError(f"input {i + 1} holds no tokens; give at least one word")
-                sentences.append(words)
-                spans.append(None)
+        if pairs:
+            refuse_pairs(len(pairs))
+        split = [split_words(item, i) for i, item in enumerate(inputs)]
+        tagged = self.tag_words(predictor, [words for words, _ in split])
         out = []
-        for item, words, offsets, (tags, scores) in zip(inputs, sentences, spans, self.tag_words(predictor, sentences)):
+        for item, (words, offsets), (tags, scores) in zip(inputs, split, tagged):
+            text = item if isinstance(item, str) else item.get("text") if isinstance(item, dict) else None
             found = []
             for kind, start, end in entities(tags):
                 score = float(np.mean(scores[start:end]))
@@ -304,55 +299,104 @@ class TokenClassificationTask(Task):
                     found.append(Entity(kind, " ".join(words[start:end]), start, end, score))
                 else:
                     a, b = offsets[start][0], offsets[end - 1][1]
-                    found.append(Entity(kind, item[a:b], a, b, score))
+                    found.append(Entity(kind, text[a:b], a, b, score))
             out.append(Tagging(words, tags, [round(s, 6) for s in scores], found))
         return out
 
-    def evaluate(self, predictor, spec: "DataSpec", split: str) -> Evaluation:
-        from tunelab.data import limit_rows, read_split
+    def items_from_arguments(self, arguments: list[str], given: dict) -> list:
+        if given.get("pair"):
+            refuse_pairs(len(given["pair"]))
+        return list(arguments)
 
-        frame, where, _ = read_split(spec, split)
-        frame = limit_rows(self.sentences(spec, frame, where), spec.limit, spec.seed)
-        scheme = predictor.settings.info.get("tag_scheme")
-        truth = to_iob2(frame["tags"].tolist(), scheme).tags
-        unknown = unknown_tags(truth, predictor.label_names)
-        if unknown:
-            raise TunelabError(f"tag {unknown} is not one the checkpoint knows ({', '.join(predictor.label_names)}); "
-                               "check --tag-column / --tags-column or evaluate on data with the same tags")
-        guess = [tags for tags, _ in self.tag_words(predictor, frame["tokens"].tolist())]
-        scores = score_tags(truth, guess)
-        return Evaluation(scores.metrics, len(frame), predictor.label_names, scores.details["per_class"],
-                          scores.details["confusion_matrix"], scores.details["confusion_labels"])
+    def items_from_lines(self, lines: list[str]) -> list:
+        pairs = [line for line in lines if "\t" in line]
+        if pairs and len(pairs) == len(lines):
+            refuse_pairs(len(pairs))
+        return list(lines)
 
+    def items_from_frame(self, frame: pd.DataFrame, options: dict, where: str) -> list:
+        """A CoNLL file's sentences (their lines kept, to write back), a column of word lists, or texts."""
+        if from_conll(frame):
+            return [{"tokens": tokens, "conll": lines} for tokens, lines in zip(frame["tokens"], frame["columns"])]
+        column = TOKENS_COLUMN.value(options)
+        if column in frame and len(frame) and is_list(frame[column].iloc[0]):
+            return [list(v) for v in frame[column]]
+        from tunelab.tasks.texts import TextInputs
 
-    def render(self, predictor, inputs, predictions: list[Tagging], output_format: str) -> str:
+        return [item["text"] for item in TextInputs.items_from_frame(self, frame, options, where)]
+
+    def request_items(self, body: dict) -> list:
+        from tunelab.serve.limits import RequestError
+        from tunelab.tasks.texts import TextInputs
+
+        if body.get("text_pair") or body.get("text_pairs"):
+            raise RequestError(422, "a token-classification checkpoint tags single texts; drop text_pair(s)")
+        return [item["text"] for item in TextInputs.request_items(self, body)]
+
+    def item_texts(self, item) -> list[tuple[str, str, bool]]:
+        return [("text", item if isinstance(item, str) else " ".join(map(str, item)), False)]
+
+    def describe(self, predictor) -> dict:
+        return {"labels": predictor.label_names}
+
+    def render(self, items: list, predictions: list[Tagging], output_format: str, predictor) -> str:
         import json
 
         if output_format == "jsonl":
             rows = []
-            for item, tagging in zip(inputs.items, predictions):
-                key = "text" if isinstance(item, str) else "tokens"
-                rows.append(json.dumps({key: item, **tagging.as_dict()}, ensure_ascii=False))
+            for item, tagging in zip(items, predictions):
+                shown = {"tokens": item["tokens"]} if isinstance(item, dict) else \
+                    {"text" if isinstance(item, str) else "tokens": item}
+                rows.append(json.dumps({**shown, **tagging.as_dict()}, ensure_ascii=False))
             return "".join(row + "\n" for row in rows)
         if output_format == "conll":
             # The input written back with the predicted tag as one more column (word and tag for texts).
             blocks = []
-            for number, tagging in enumerate(predictions):
-                fields = inputs.conll[number] if inputs.conll else [[w] for w in tagging.tokens]
+            for item, tagging in zip(items, predictions):
+                fields = item["conll"] if isinstance(item, dict) and "conll" in item else [[w] for w in tagging.tokens]
                 blocks.append("\n".join(" ".join([*f, tag]) for f, tag in zip(fields, tagging.tags)))
             return "\n\n".join(blocks) + "\n"
         lines = []
-        for item, tagging in zip(inputs.items, predictions):
-            shown = item if isinstance(item, str) else " ".join(item)
+        for item, tagging in zip(items, predictions):
+            words = item["tokens"] if isinstance(item, dict) else item
+            shown = words if isinstance(words, str) else " ".join(words)
             lines.append(shown if len(shown) <= 100 else shown[:97] + "...")
             if not tagging.entities:
                 lines.append("  (no entities)")
-            for e in tagging.entities:
-                lines.append(f"  {e.type:<8} {e.score:.3f}  {e.start}-{e.end}  {e.text}")
+            lines += [f"  {e.type:<8} {e.score:.3f}  {e.start}-{e.end}  {e.text}" for e in tagging.entities]
         return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def refuse_pairs(count: int) -> None:
+    raise TunelabError(f"a token-classification checkpoint tags single texts, but {count} second texts of pairs "
+                       "were given; drop --pair (or the TAB-separated second texts)")
+
+
+def split_words(item, number: int) -> tuple[list[str], list[tuple[int, int]] | None]:
+    """An input's words, and for a text their character spans (None for a word list)."""
+    if isinstance(item, dict):
+        item = item.get("text", item.get("tokens"))
+    if isinstance(item, str):
+        matches = list(WORD.finditer(item))
+        if not matches:
+            raise TunelabError(f"input {number + 1} is empty; give non-empty texts")
+        return [m.group() for m in matches], [(m.start(), m.end()) for m in matches]
+    words = [str(w) for w in item]
+    if not words:
+        raise TunelabError(f"input {number + 1} holds no tokens; give at least one word")
+    return words, None
+
+
+def with_ids(frame: pd.DataFrame, tags: list[list[str]], names: list[str], refusal: str) -> pd.DataFrame:
+    """The frame with its tags as ids of `names`; tags outside them are refused (`refusal` names them)."""
+    unknown = unknown_tags(tags, names)
+    if unknown:
+        raise TunelabError(refusal.format(unknown))
+    ids = {name: i for i, name in enumerate(names)}
+    return frame.assign(tags=[[ids[t] for t in row] for row in tags])
 
 
 def unknown_tags(sentences: list[list[str]], known: list[str]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "tunelab.train.config": ("LR_SCHEDULERS", "MIXED_PRECISION", "TrainConfig", "changeable_on_resume",
+    "tunelab.train.config": ("LR_SCHEDULERS", "MIXED_PRECISION", "RunConfig", "TrainConfig", "changeable_on_resume",
                              "check_mixed_precision", "config_fields", "read_config_file", "resume_config",
                              "sweepable"),
     "tunelab.train.loop": ("TrainResult", "evaluate_loader", "optimizer_steps", "train"),

@@ -1,8 +1,10 @@
 """Every training option, declared once: its default, its help and its rules.
 
-The `tunelab train` command line and the sweep's list of sweepable options are
-built from these fields, so an option added here appears everywhere with no
-other edit.
+`RunConfig` holds the options of every run; each task declares its own (its
+columns and switches) in its module, and `TrainConfig` is the two together.
+The `tunelab train` command line, config files and the sweep's list of
+sweepable options are built from these fields, so an option added in either
+place appears everywhere with no other edit.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import TunelabError, collect
-from tunelab.long_text import LONG_TEXT
+from tunelab.options import option
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 # After the warm-up: linear decay to zero (the Trainer's default), half a cosine to zero (more steps near the
@@ -24,17 +26,9 @@ LR_SCHEDULERS = ("linear", "cosine", "constant")
 BATCHING = ("auto", "packed", "grouped", "random")
 
 
-def option(default: Any, help: str, *, flags: tuple[str, ...] = (), sweep: str | None = None,
-           on_resume: bool = False, cli: bool = True):
-    """A TrainConfig field with what the command line needs: its help, extra flags (a short form),
-    the plural flag `tunelab sweep` takes for it, and whether --resume may change it."""
-    return field(default=default, metadata={"help": help, "flags": flags, "sweep": sweep, "on_resume": on_resume,
-                                            "cli": cli})
-
-
 @dataclass
-class TrainConfig:
-    """Every option of a training run; `check` reports all bad values at once."""
+class RunConfig:
+    """The options of every run (TrainConfig adds the tasks' own); `check` reports all bad values at once."""
 
     data: str | None = option(None, "A file (.csv .tsv .json .jsonl .parquet, or a CoNLL .conll/.iob/.txt), a "
                               "save_to_disk folder, a hub dataset id, or a built-in: rotten-tomatoes, stsb. Language "
@@ -43,31 +37,8 @@ class TrainConfig:
     model: str | None = option(None, "A hub id, a local folder, 'minilm' (the bundled all-MiniLM-L6-v2) or "
                                "'smollm2' (the bundled SmolLM2-135M-Instruct). Default: minilm; smollm2 for "
                                "causal-lm.", flags=("-m",))
-    task: str = option("auto", "auto (from the data), classification, multi-label, regression, "
-                       "token-classification, causal-lm (chat or plain text) or masked-lm (plain text).")
-    text_column: str = option("text", "Column with the text.")
-    text_pair_column: str | None = option(None, "Column with the second text of a pair.")
-    label_column: str = option("label", "Column with the label.")
-    tokens_column: str = option("tokens", "Token classification: the column of word lists.")
-    tags_column: str = option("tags", "Token classification: the column of tag lists.")
-    tag_column: int = option(-1, "Token classification, CoNLL files: the tag column, 0-based (-1: the last).")
-    label_separator: str = option(",", "Multi-label: what separates a row's labels in the label column.")
-    label_columns: str | None = option(None, "Multi-label: columns that mark each label with 1 (and 0), "
-                                       "comma-separated, instead of one label column.")
-    messages_column: str = option("messages", "Causal LM: the column of chat turns (a list of {role, content}).")
-    prompt_column: str = option("prompt", "Causal LM: the prompt column of prompt / completion data.")
-    completion_column: str = option("completion", "Causal LM: the completion column of prompt / completion data.")
-    train_on_prompt: bool = option(False, "Causal LM, chat data: compute the loss on every token, not only on the "
-                                   "assistant's answers.")
-    eval_generate: int = option(0, "Causal LM, chat data: at each evaluation also answer the first N validation "
-                                "prompts greedily: exact match and token F1 against the references (--metric "
-                                "exact_match picks best/ by them), samples in samples.jsonl.")
-    line_per_document: bool = option(False, "Language models, .txt files: each line is a document (default: "
-                                     "blocks separated by blank lines).")
     block_size: int | None = option(None, "Language models, plain text: tokens per training block (documents are "
                                     "joined with the end-of-text token and cut into blocks). Default: --max-length.")
-    mlm_probability: float = option(0.15, "Masked LM: the share of pieces (or words) masked as targets.")
-    whole_word_mask: bool = option(False, "Masked LM: mask whole words (all their pieces or none).")
     lora: bool = option(False, "Causal LM: train LoRA adapters (peft) instead of every weight; best/ holds the "
                         "merged model and best/adapter/ the adapter alone.")
     lora_r: int = option(16, "LoRA rank.", sweep="lora-rs")
@@ -75,18 +46,14 @@ class TrainConfig:
     lora_dropout: float = option(0.05, "Dropout on the LoRA adapters' input.")
     lora_target_modules: str | None = option(None, "LoRA: the linear layers to adapt, comma-separated (default: "
                                              "peft's list for the architecture, e.g. q_proj,v_proj).")
-    label_all_tokens: bool = option(False, "Token classification: label every piece of a word (B- becomes I- "
-                                    "after the first), not only the first.")
     validation: str | None = option(None, "Validation file, or split name of the source.")
     validation_fraction: float = option(0.1, "Share split off (stratified) when there is no validation data.")
     limit: int | None = option(None, "Use at most N training rows (quick runs).")
-    max_length: int = option(128, "Longest input in tokenizer pieces (clamped to the model's limit).")
-    stride: int = option(32, "Pieces shared by consecutive windows of a text longer than --max-length (token "
-                         "classification; classification with --long-text windows), at most half a window.")
-    long_text: str = option("auto", "Classification: texts longer than --max-length are read whole in overlapping "
-                            "windows (each with the text's label; a text's probabilities are its windows' mean) or "
-                            "cut (truncate). auto: windows when more than 3% of the training texts are long. "
-                            "Stored with the checkpoint.", sweep="long-texts")
+    max_length: int | None = option(None, "Longest input in tokenizer pieces (clamped to the model's limit). "
+                                    "Default: the task's (128; question answering 384).")
+    stride: int | None = option(None, "Pieces shared by consecutive windows of a text longer than --max-length (token "
+                                "classification, question answering; classification with --long-text windows), at "
+                                "most half a window. Default: the task's (32; question answering 128).")
     epochs: int = option(3, "Training epochs.", sweep="epochs")
     max_steps: int | None = option(None, "Stop after N optimizer steps.")
     batch_size: int = option(32, "Training batch size per process.", sweep="batch-sizes")
@@ -117,9 +84,6 @@ class TrainConfig:
     eval_before: bool = option(False, "Evaluate once before the first step too: the pretrained model's validation "
                                "figures (perplexity before fine-tuning) in metrics.jsonl at step 0.")
     logging_steps: int = option(50, "Log the training loss every N steps.", on_resume=True)
-    metric: str = option("auto", "Metric that picks best/: accuracy, f1, mcc, precision, recall, loss, pearson, "
-                         "spearman, mse, micro_f1, macro_f1, subset_accuracy (and their _tuned forms) (auto: "
-                         "accuracy; pearson for regression; f1 for token classification; macro_f1_tuned for multi-label; loss for language models).")
     patience: int | None = option(None, "Stop after N evaluations without improvement.")
     from_scratch: bool = option(False, "Random weights from the model's config.")
     freeze_encoder: bool = option(False, "Train only the head.")
@@ -141,100 +105,101 @@ class TrainConfig:
     mixed_precision: str = option("no", "no, fp16 or bf16 (GPUs; refused where the device cannot).")
 
     def check(self) -> None:
-        from tunelab.tasks import registry
+        collect(self.problems())
 
-        tasks = registry()
-        problems = []
-        if not self.data:
-            problems.append("--data is required (or give data: in --config)")
-        positive = ["max_length", "epochs", "batch_size", "eval_batch_size", "grad_accum", "logging_steps", "keep_states"]
-        for name in positive:
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("lora_r", "lora_alpha"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.eval_generate < 0:
-            problems.append(f"--eval-generate must not be negative, got {self.eval_generate}")
-        if self.block_size is not None and self.block_size < 2:
-            problems.append(f"--block-size must be at least 2, got {self.block_size}")
-        if not 0 < self.mlm_probability < 1:
-            problems.append(f"--mlm-probability must be between 0 and 1 (exclusive), got {self.mlm_probability}")
-        if not 0 <= self.lora_dropout < 1:
-            problems.append(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.stride < 0:
-            problems.append(f"--stride must not be negative, got {self.stride}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            problems.append(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got '{self.mixed_precision}'")
-        for name in ("max_steps", "eval_every", "patience", "threads", "save_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
-            problems.append(f"--head-learning-rate must be positive, got {self.head_learning_rate}")
-        if not 0 < self.layer_decay <= 1:
-            problems.append(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            problems.append(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            problems.append(f"--weight-decay must not be negative, got {self.weight_decay}")
-        if self.warmup_steps is not None and self.warmup_steps < 0:
-            problems.append(f"--warmup-steps must not be negative, got {self.warmup_steps}")
-        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
-            problems.append(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            problems.append(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULERS)}, got '{self.lr_scheduler}'")
-        if self.class_weights not in ("none", "balanced") and not Path(self.class_weights).expanduser().is_file():
-            problems.append(f"--class-weights must be none, balanced or a JSON file of label: weight; "
-                            f"{self.class_weights} is not a file")
-        if self.batching not in BATCHING:
-            problems.append(f"--batching must be one of {', '.join(BATCHING)}, got '{self.batching}'")
-        if self.long_text not in LONG_TEXT:
-            problems.append(f"--long-text must be one of {', '.join(LONG_TEXT)}, got '{self.long_text}'")
+    def problems(self) -> list[str]:
+        """Every bad value, and every option the named task does not read, found before any file is read."""
+        from tunelab.tasks import option_problems, registry, task_names
+
+        problems = [] if self.data else ["--data is required (or give data: in --config)"]
+        problems += self.range_problems() + self.combination_problems()
+        problems += [f"--{k.replace('_', '-')} must be one of {', '.join(v)}, got '{getattr(self, k)}'"
+                     for k, v in (("mixed_precision", MIXED_PRECISION), ("lr_scheduler", LR_SCHEDULERS),
+                                  ("batching", BATCHING), ("task", task_names()), ("metric", metric_names()))
+                     if getattr(self, k) not in v]
+        problems += self.data_spec().problems() + option_problems(self.task_values(), self.task)
+        if self.label_smoothing and self.task in registry() and not registry()[self.task].label_smoothing:
+            problems.append(f"--label-smoothing applies to classification; drop it for --task {self.task}")
         try:
             from tunelab.tracking import check_installed, parse_report_to
 
             check_installed(parse_report_to(self.report_to))
         except TunelabError as exc:
             problems.append(str(exc))
-        if self.max_grad_norm < 0:
-            problems.append(f"--max-grad-norm must not be negative, got {self.max_grad_norm}")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        elif self.label_smoothing and self.task in tasks and not tasks[self.task].label_smoothing:
-            problems.append(f"--label-smoothing applies to classification; drop it for --task {self.task}")
-        known = ("auto", "loss") + tuple(dict.fromkeys(m for t in tasks.values() for m in t.metrics))
-        if self.metric not in known:
-            problems.append(f"--metric must be one of {', '.join(known)}, got '{self.metric}'")
+        return problems
+
+    def range_problems(self) -> list[str]:
+        at_least = {**dict.fromkeys(("max_length", "epochs", "batch_size", "eval_batch_size", "grad_accum",
+                                     "logging_steps", "keep_states", "lora_r", "lora_alpha", "max_steps",
+                                     "eval_every", "patience", "threads", "save_every"), 1), "block_size": 2}
+        problems = [f"--{k.replace('_', '-')} must be at least {least}, got {getattr(self, k)}"
+                    for k, least in at_least.items() if getattr(self, k) is not None and getattr(self, k) < least]
+        not_negative = ("stride", "weight_decay", "warmup_steps", "max_grad_norm")
+        problems += [f"--{k.replace('_', '-')} must not be negative, got {getattr(self, k)}" for k in not_negative
+                     if getattr(self, k) is not None and getattr(self, k) < 0]
+        positive = ("head_learning_rate", "learning_rate")
+        problems += [f"--{k.replace('_', '-')} must be positive, got {getattr(self, k)}" for k in positive
+                     if getattr(self, k) is not None and getattr(self, k) <= 0]
+        within = {"lora_dropout": ("[0, 1)", 0 <= self.lora_dropout < 1),
+                  "layer_decay": ("(0, 1]", 0 < self.layer_decay <= 1),
+                  "warmup_ratio": ("[0, 1)", self.warmup_ratio is None or 0 <= self.warmup_ratio < 1),
+                  "label_smoothing": ("[0, 1)", 0 <= self.label_smoothing < 1)}
+        return problems + [f"--{k.replace('_', '-')} must be in {span}, got {getattr(self, k)}"
+                           for k, (span, ok) in within.items() if not ok]
+
+    def combination_problems(self) -> list[str]:
+        problems = []
+        if self.class_weights not in ("none", "balanced") and not Path(self.class_weights).expanduser().is_file():
+            problems.append(f"--class-weights must be none, balanced or a JSON file of label: weight; "
+                            f"{self.class_weights} is not a file")
         if self.from_scratch and self.freeze_encoder:
             problems.append("--from-scratch and --freeze-encoder together would train a head on random features")
         if self.from_scratch and self.freeze_embeddings:
             problems.append("--from-scratch and --freeze-embeddings together would keep random token embeddings")
-        if self.data:
-            try:
-                self.data_spec().check()
-            except TunelabError as exc:
-                problems.append(str(exc))
-        collect(problems)
+        return problems
+
+    def task_values(self) -> dict:
+        """The values of the options the tasks declare."""
+        from tunelab.tasks import task_options
+
+        return {o.name: getattr(self, o.name) for o in task_options("train")}
 
     def data_spec(self):
         from tunelab.data import DataSpec
 
-        return DataSpec(
-            source=self.data, text_column=self.text_column, text_pair_column=self.text_pair_column,
-            label_column=self.label_column, tokens_column=self.tokens_column, tags_column=self.tags_column,
-            tag_column=self.tag_column, label_separator=self.label_separator, label_columns=self.label_columns,
-            messages_column=self.messages_column, prompt_column=self.prompt_column,
-            completion_column=self.completion_column, line_per_document=self.line_per_document,
-            validation=self.validation,
-            validation_fraction=self.validation_fraction, seed=self.seed, limit=self.limit, task=self.task,
-        )
+        return DataSpec(self.data, validation=self.validation, validation_fraction=self.validation_fraction,
+                        seed=self.seed, limit=self.limit, task=self.task, **self.task_values())
 
     def run_dir(self) -> Path:
         if self.output:
             return Path(self.output).expanduser()
         name = Path(self.data).name.split(".")[0] or "run"
         return Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def metric_names() -> tuple[str, ...]:
+    """What --metric takes: auto, loss, or a metric some task reports."""
+    from tunelab.tasks import registry
+
+    return ("auto", "loss") + tuple(dict.fromkeys(m for t in registry().values() for m in t.metrics))
+
+
+def compose() -> type:
+    """TrainConfig: RunConfig's options, --task and --metric (their help names the registered tasks), and
+    the options every task declares."""
+    from tunelab.tasks import registry, task_options
+
+    tasks = registry().values()
+    task_help = "auto (from the data) or a task: " + "; ".join(f"{t.name} ({t.summary})" for t in tasks) + "."
+    metric_help = ("Metric that picks best/ (auto: the task's: " + "; ".join(
+        dict.fromkeys(f"{t.name} {t.default_metric(None)}" for t in tasks)) + "): " + ", ".join(metric_names()[1:]) + ".")
+    own = [("task", str, option("auto", task_help)), ("metric", str, option("auto", metric_help))]
+    fields = own + [o.field() for o in task_options("train")]
+    return dataclasses.make_dataclass("TrainConfig", fields, bases=(RunConfig,), namespace={
+        "__doc__": "Every option of a training run: RunConfig's and the tasks' own.", "__module__": __name__})
+
+
+TrainConfig = compose()
 
 
 def config_fields() -> dict[str, dataclasses.Field]:

@@ -10,14 +10,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
 from tunelab.card import CURVES
 from tunelab.checkpoint import (append_jsonl, atomic_write_text, attach_curves, latest_state, prepare_run_dir,
                                 save_checkpoint)
-from tunelab.collate import ROW_INDEX, model_inputs
+from tunelab.collate import IGNORE, ROW_INDEX, by_row, model_inputs
 from tunelab.errors import TunelabError
 from tunelab.metrics import is_better
 from tunelab.train.config import TrainConfig, check_mixed_precision
@@ -106,12 +106,15 @@ def evaluate_loader(model, loader, accelerator, task, data, encoded) -> tuple[di
     gathered, losses, count = [], 0.0, 0
     for batch in loader:
         outputs = model(**model_inputs(batch))
-        gathered.append(tuple(t.cpu().numpy() for t in task.outputs(outputs.logits, batch, accelerator)))
-        losses += float(outputs.loss) * len(batch["labels"])
-        count += len(batch["labels"])
+        values = [accelerator.pad_across_processes(v, dim=1, pad_index=IGNORE) if v.dim() > 1 else v
+                  for v in task.outputs(outputs, batch)]  # rows of other processes may be wider
+        gathered.append(tuple(t.cpu().numpy() for t in accelerator.gather_for_metrics((*values, batch[ROW_INDEX]))))
+        if outputs.get("loss") is not None:
+            losses += float(outputs["loss"]) * len(batch[ROW_INDEX])
+            count += len(batch[ROW_INDEX])
     model.train()
     loss = accelerator.reduce(torch.tensor([losses, count], dtype=torch.float64), reduction="sum")
-    scores = task.score(gathered, encoded, data)
+    scores = task.score(by_row(gathered), encoded, data)
     return {"loss": float(loss[0] / max(loss[1], 1)), **scores.metrics}, scores
 
 
@@ -121,6 +124,58 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
     With `resume`, continue the run in `config.output` from its newest training state:
     the same batches in the same order, the same random numbers, the same result.
     """
+    run = start(config, data, resume)
+    ledger = Ledger(run)
+    keeper = Keeper(run, on_done=ledger.paused)
+    stop = False
+    if config.eval_before and run.state.step == 0 and not resume:
+        keeper.evaluate()  # the starting point; best/ keeps it unless training improves on it
+    for step in optimizer_steps(run.s, run.state, ledger.due):
+        ledger.stepped(step)
+        if evaluates_at(run, step):
+            stop = keeper.evaluate()
+        if stop or run.state.step >= run.s.total_steps:  # the one place that decides to stop
+            break
+        if step.epoch_end or (config.save_every and run.state.step % config.save_every == 0):
+            save_state(run.run_dir, run.state, run.s.accelerator, run.s.model, run.s.optimizer, run.s.scheduler,
+                       config.keep_states)
+    if config.eval_every and run.state.step % config.eval_every != 0 and not stop:
+        keeper.evaluate()
+    run.progress.close()
+    return finish(run, time.perf_counter() - run.started, ledger.eval_seconds)
+
+
+@dataclass
+class Run:
+    """A run in progress: its setup, where training stands, what it logged, and where it writes."""
+
+    s: Setup
+    state: TrainState
+    history: list[dict]
+    run_dir: Path
+    progress: Any
+    started: float
+    seen_before: tuple[int, int]  # rows and tokens a resumed run trained before: not counted in its speed
+
+    @property
+    def main(self) -> bool:
+        return self.s.accelerator.is_main_process
+
+    def log(self, record: dict) -> None:
+        """A record in the history, metrics.jsonl and the trackers."""
+        self.history.append(record)
+        if self.main:
+            append_jsonl(self.run_dir / "metrics.jsonl", record)
+        tracking.log(self.s.accelerator, record)
+
+    def say(self, message: str) -> None:
+        """A line on stderr, above the progress bar when there is one."""
+        if self.main:
+            self.progress.write(message, file=sys.stderr) if not self.progress.disable else logger.info(message)
+
+
+def start(config: TrainConfig, data, resume: bool) -> Run:
+    """Check the options, set the run up (or restore it from its newest training state), start its folder."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -145,7 +200,6 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
         check_state_processes(state_path, accelerator.num_processes)  # before the slow loading
     set_seed(config.seed)
     s = setup(config, accelerator, data)
-
     state, history = TrainState(), []
     if resume:
         state, history = restore(state_path, run_dir, accelerator, s.model, s.optimizer, s.scheduler)
@@ -154,68 +208,49 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
     elif accelerator.is_main_process:
         start_run_folder(s, run_dir)
     tracking.start(accelerator, run_record(s, run_dir))
-    logger.info("training %s (%s) on %d rows: %s", s.model_name, s.data.task, len(s.data.train), describe(s))
-
-    main = accelerator.is_main_process
-    started = time.perf_counter()
-    window_start, eval_seconds = started, 0.0
+    logger.info("training %s (%s) on %d rows: %s", s.model_name, s.task.name, len(s.data.train), describe(s))
     progress = tqdm(total=s.total_steps, initial=state.step, desc="train", dynamic_ncols=True, mininterval=1.0,
                     disable=not (config.progress and accelerator.is_local_main_process))
+    s.model.train()
+    return Run(s, state, history, run_dir, progress, time.perf_counter(), (state.seen, state.tokens))
 
-    def log(record: dict) -> None:
-        history.append(record)
-        if main:
-            append_jsonl(run_dir / "metrics.jsonl", record)
-        tracking.log(accelerator, record)
 
-    def evaluate_and_keep() -> bool:
-        """Evaluate, save `best/` on improvement; return True when patience ran out."""
-        nonlocal eval_seconds, window_start
-        eval_started = time.perf_counter()
-        epoch = state.step / s.steps_per_epoch
-        metrics, scores = evaluate_loader(s.model, s.val_loader, accelerator, s.task, s.data, s.val_encoded)
-        # Every process computes these (the same rows), so all of them agree on whether best/ improved.
-        generated, samples = s.task.sampled(accelerator.unwrap_model(s.model), s.tokenizer, s.data, s.settings)
-        metrics.update(generated)
-        if samples and main:
-            write_samples(run_dir, state.step, samples)
-        log({"step": state.step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
-        if main:
-            message = f"step {state.step} (epoch {epoch:.2f}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            progress.write(message, file=sys.stderr) if not progress.disable else logger.info(message)
-        # What this evaluation tuned (multi-label thresholds) goes with the weights it evaluated: into best/
-        # when they are the best, and into last/ when it is the last evaluation.
-        for key, value in s.task.checkpoint_config(scores).items():
-            setattr(accelerator.unwrap_model(s.model).config, key, value)
-        improved = is_better(s.metric, metrics[s.metric], state.best_value)
-        if improved:
-            state.best_value, state.best_metrics, state.best_step = metrics[s.metric], metrics, state.step
-            state.evals_since_best = 0
-            state.best_confusion = scores.details.get("confusion_matrix")
-            state.best_confusion_labels = scores.details.get("confusion_labels")
-            state.best_per_class = scores.details.get("per_class")
-            accelerator.wait_for_everyone()
-            if main:
-                save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "best",
-                                checkpoint_info(s, step=state.step, epoch=epoch, metrics=metrics, metric=s.metric),
-                                model_card(s, run_dir, metrics, state.step, scores.details.get("per_class")))
-        else:
-            state.evals_since_best += 1
-        spent = time.perf_counter() - eval_started  # training speed excludes evaluation time
-        eval_seconds += spent
-        window_start += spent
-        return not improved and config.patience is not None and state.evals_since_best >= config.patience
+def evaluates_at(run: Run, step: Step) -> bool:
+    """Whether this optimizer step ends with an evaluation: every --eval-every steps, else every epoch's end."""
+    if run.s.config.eval_every:
+        return run.state.step % run.s.config.eval_every == 0
+    return step.epoch_end or run.state.step >= run.s.total_steps
 
-    def logs_at(step: int) -> bool:
-        return step % config.logging_steps == 0 or step == s.total_steps
 
-    def log_training(grad_norm: float | None) -> None:
-        nonlocal window_start
+class Ledger:
+    """The training side of the log: a record every --logging-steps (mean loss, rate, speed, clipping) and
+    the progress bar. Evaluation time is kept out of the speed it reports."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.window_start = time.perf_counter()
+        self.eval_seconds = 0.0
+
+    def due(self, step: int) -> bool:
+        return step % self.run.s.config.logging_steps == 0 or step == self.run.s.total_steps
+
+    def paused(self, seconds: float) -> None:
+        """An evaluation took `seconds`: they count neither in this window's speed nor in the run's."""
+        self.eval_seconds += seconds
+        self.window_start += seconds
+
+    def stepped(self, step: Step) -> None:
+        self.run.progress.update(1)
+        if self.due(self.run.state.step):
+            self.record(step.grad_norm)
+
+    def record(self, grad_norm: float | None) -> None:
+        run, state, config = self.run, self.run.state, self.run.s.config
         now = time.perf_counter()
-        speed = state.window_seen / max(now - window_start, 1e-9)
+        speed = state.window_seen / max(now - self.window_start, 1e-9)
         mean_loss = state.running_loss / state.running_count
-        record = {"step": state.step, "epoch": round(state.step / s.steps_per_epoch, 4), "loss": mean_loss,
-                  "learning_rate": rate_now(s.optimizer, s.learning_rate), "samples_per_s": speed}
+        record = {"step": state.step, "epoch": round(state.step / run.s.steps_per_epoch, 4), "loss": mean_loss,
+                  "learning_rate": rate_now(run.s.optimizer, run.s.learning_rate), "samples_per_s": speed}
         if grad_norm is not None:
             record["grad_norm"] = grad_norm  # before clipping, at this step (as the Trainer logs it)
         if config.max_grad_norm:
@@ -223,35 +258,58 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
             # The window began after the previous log, at a multiple of --logging-steps.
             window_steps = state.step - (state.step - 1) // config.logging_steps * config.logging_steps
             record["clipped"] = round(state.window_clipped / window_steps, 4)
-        log(record)
-        progress.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{speed:.1f}")
-        state.running_loss, state.running_count, state.window_seen, window_start = 0.0, 0, 0, now
+        run.log(record)
+        run.progress.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{speed:.1f}")
+        state.running_loss, state.running_count, state.window_seen, self.window_start = 0.0, 0, 0, now
         state.window_clipped = 0
 
-    seen_before = state.seen, state.tokens  # what a resumed run trained before does not count towards its speed
-    s.model.train()
-    stop = False
-    if config.eval_before and state.step == 0 and not resume:
-        evaluate_and_keep()  # the starting point; best/ keeps it unless training improves on it
-    for step in optimizer_steps(s, state, logs_at):
-        progress.update(1)
-        if logs_at(state.step):
-            log_training(step.grad_norm)
-        if config.eval_every:
-            evaluate_now = state.step % config.eval_every == 0
+
+class Keeper:
+    """Evaluation: the validation figures, best/ saved on improvement, and patience."""
+
+    def __init__(self, run: Run, on_done):
+        self.run = run
+        self.on_done = on_done  # told how long each evaluation took
+
+    def evaluate(self) -> bool:
+        """Evaluate, save `best/` on improvement; return True when patience ran out."""
+        run, s, state = self.run, self.run.s, self.run.state
+        started = time.perf_counter()
+        epoch = state.step / s.steps_per_epoch
+        metrics, scores = evaluate_loader(s.model, s.val_loader, s.accelerator, s.task, s.data, s.val_encoded)
+        # Every process computes these (the same rows), so all of them agree on whether best/ improved.
+        generated, samples = s.task.sampled(s.accelerator.unwrap_model(s.model), s.tokenizer, s.data, s.settings)
+        metrics.update(generated)
+        if samples and run.main:
+            write_samples(run.run_dir, state.step, samples)
+        run.log({"step": state.step, "epoch": round(epoch, 4), **{f"eval_{k}": v for k, v in metrics.items()}})
+        run.say(f"step {state.step} (epoch {epoch:.2f}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        # What this evaluation tuned (thresholds) goes with the weights it evaluated: into best/ when they are
+        # the best, and into last/ when it is the last evaluation.
+        for key, value in s.task.checkpoint_config(scores).items():
+            setattr(s.accelerator.unwrap_model(s.model).config, key, value)
+        improved = is_better(s.metric, metrics[s.metric], state.best_value)
+        if improved:
+            self.keep(metrics, scores, epoch)
         else:
-            evaluate_now = step.epoch_end or state.step >= s.total_steps
-        if evaluate_now:
-            stop = evaluate_and_keep()
-        if stop or state.step >= s.total_steps:  # the one place that decides to stop
-            break
-        if step.epoch_end or (config.save_every and state.step % config.save_every == 0):
-            save_state(run_dir, state, accelerator, s.model, s.optimizer, s.scheduler, config.keep_states)
-    if config.eval_every and state.step % config.eval_every != 0 and not stop:
-        evaluate_and_keep()
-    progress.close()
-    elapsed = time.perf_counter() - started
-    return finish(s, run_dir, state, history, elapsed, eval_seconds, seen_before)
+            state.evals_since_best += 1
+        self.on_done(time.perf_counter() - started)  # training speed excludes evaluation time
+        patience = s.config.patience
+        return not improved and patience is not None and state.evals_since_best >= patience
+
+    def keep(self, metrics: dict, scores, epoch: float) -> None:
+        """The evaluated weights are the best so far: remember their figures and save them as best/."""
+        run, s, state = self.run, self.run.s, self.run.state
+        state.best_value, state.best_metrics, state.best_step = metrics[s.metric], metrics, state.step
+        state.evals_since_best = 0
+        state.best_confusion = scores.details.get("confusion_matrix")
+        state.best_confusion_labels = scores.details.get("confusion_labels")
+        state.best_per_class = scores.details.get("per_class")
+        s.accelerator.wait_for_everyone()
+        if run.main:
+            save_checkpoint(s.accelerator.unwrap_model(s.model), s.tokenizer, run.run_dir / "best",
+                            checkpoint_info(s, step=state.step, epoch=epoch, metrics=metrics, metric=s.metric),
+                            model_card(s, run.run_dir, metrics, state.step, scores.details.get("per_class")))
 
 
 def write_samples(run_dir: Path, step: int, samples: list[dict]) -> None:
@@ -263,26 +321,27 @@ def write_samples(run_dir: Path, step: int, samples: list[dict]) -> None:
                     sample["reference"])
 
 
-def finish(s: Setup, run_dir: Path, state: TrainState, history: list[dict], elapsed: float, eval_seconds: float,
-           seen_before: tuple[int, int]) -> TrainResult:
+def finish(run: Run, elapsed: float, eval_seconds: float) -> TrainResult:
     """Save last/, write summary.json and the plots."""
+    s, state, run_dir = run.s, run.state, run.run_dir
     accelerator = s.accelerator
     accelerator.wait_for_everyone()
+    last = last_evaluation(run.history, state.step)
     if accelerator.is_main_process:
-        last = last_evaluation(history, state.step)
         save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "last",
                         checkpoint_info(s, step=state.step), model_card(s, run_dir, *last))
+    training = max(elapsed - eval_seconds, 1e-9)
     result = TrainResult(
         run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=s.metric,
         best_metrics=state.best_metrics, best_step=state.best_step, steps=state.step, train_seconds=elapsed,
-        samples_per_second=(state.seen - seen_before[0]) / max(elapsed - eval_seconds, 1e-9), history=history,
-        rows_trained=state.seen, tokens_trained=state.tokens, tokens_per_second=(state.tokens - seen_before[1]) / max(elapsed - eval_seconds, 1e-9),
+        samples_per_second=(state.seen - run.seen_before[0]) / training, history=run.history,
+        rows_trained=state.seen, tokens_trained=state.tokens, tokens_per_second=(state.tokens - run.seen_before[1]) / training,
     )
     if accelerator.is_main_process:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()
                    if k != "history"}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        write_plots(run_dir, history, state.best_confusion, state.best_confusion_labels, state.best_step)
+        write_plots(run_dir, run.history, state.best_confusion, state.best_confusion_labels, state.best_step)
         add_curves_to_cards(s, run_dir, state, last)
         final = {**summary, **{f"best_{k}": v for k, v in result.best_metrics.items()}}
         tracking.finish(accelerator, {f"final/{k}": v for k, v in final.items()}, state.step,

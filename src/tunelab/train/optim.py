@@ -36,14 +36,16 @@ def _layer_scale(name: str, num_layers: int | None, layer_decay: float) -> float
     return layer_decay ** (num_layers - depth)
 
 
-def is_head(name: str) -> bool:
-    """Whether a parameter belongs to the task head (or the pooler that feeds it), which trains at the head's
-    rate. Language models have none: their output layer is pretrained."""
-    return name.startswith(HEAD_PREFIXES) or ".pooler." in f".{name}"
+def is_head(name: str, prefixes: tuple[str, ...] = HEAD_PREFIXES) -> bool:
+    """Whether a parameter belongs to the task head (its modules are named by `prefixes`: the task's) or the
+    pooler that feeds it, which train at the head's rate. Language models have none: their output layer is
+    pretrained."""
+    return name.startswith(prefixes) or ".pooler." in f".{name}"
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rate: float | None = None,
-                  learning_rate: float | None = None, layer_decay: float = 1.0) -> list[dict]:
+                  learning_rate: float | None = None, layer_decay: float = 1.0,
+                  head_prefixes: tuple[str, ...] = HEAD_PREFIXES) -> list[dict]:
     """No weight decay on biases and normalization weights (all 1-D tensors); optionally a separate head
     rate (the randomly initialized head plus the pooler that feeds it) and layer-wise decay.
 
@@ -55,7 +57,7 @@ def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rat
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        head = head_learning_rate is not None and is_head(name)
+        head = head_learning_rate is not None and is_head(name, head_prefixes)
         decays = not (parameter.ndim < 2 or "norm" in name.lower())
         scale = _layer_scale(name, num_layers, layer_decay)
         groups.setdefault((head, decays, scale), []).append(parameter)
@@ -85,12 +87,13 @@ def learning_rates(config, model_config) -> tuple[float, float]:
     return encoder, head
 
 
-def build_optimizer(model: torch.nn.Module, config, learning_rate: float, head_learning_rate: float
-                    ) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, config, learning_rate: float, head_learning_rate: float,
+                    head_prefixes: tuple[str, ...] = HEAD_PREFIXES) -> torch.optim.Optimizer:
     """AdamW over the parameter groups. The fused kernel (CPU and CUDA) does the same update in one pass;
     on this class of CPU the default multi-tensor step costs as much as a MiniLM forward and backward pass."""
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
-    groups = _param_groups(model, config.weight_decay, head_learning_rate, learning_rate, config.layer_decay)
+    groups = _param_groups(model, config.weight_decay, head_learning_rate, learning_rate, config.layer_decay,
+                           head_prefixes)
     return torch.optim.AdamW(groups, lr=learning_rate, fused=fused)
 
 

@@ -60,34 +60,60 @@ def resolve_metric(task, data, requested: str) -> str:
     allowed = ("loss",) + tuple(task.reported_metrics(data))
     if requested not in allowed:
         extra = task.metric_hint(requested)
-        raise TunelabError(f"--metric {requested} is not reported for {data.task}{extra}; use one of "
+        raise TunelabError(f"--metric {requested} is not reported for {task.name}{extra}; use one of "
                            f"{', '.join(allowed)}")
     return requested
 
 
 def setup(config, accelerator, data=None) -> Setup:
-    from tunelab.collate import make_loader
-    from tunelab.data import load_task_data
-    from tunelab.modeling import load_model, load_tokenizer, resolve_model
-    from tunelab.tasks import get_task
+    """Data, model, batches, optimizer and schedule for the data's task, prepared by accelerate."""
+    from tunelab.tasks import load_task_data
     from tunelab.train.optim import build_optimizer, learning_rates, make_scheduler
 
-    spec = config.data_spec()
-    data = data or load_task_data(spec)
-    task = get_task(data.task)
-    if config.label_smoothing and not task.label_smoothing:
-        what = "numeric labels (regression)" if data.is_regression else f"{data.task} data"
-        raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has {what}; "
-                           "drop --label-smoothing")
-    check_task_options(config, task)
-    # The task's own options travel in its settings (stored with checkpoints) and in config.yaml.
-    data.info.update({name: getattr(config, name) for name in task.options})
-    task.check_options(data)
+    data = data or load_task_data(config.data_spec())
+    task = data.task
+    check_for_task(config, task, data)
     metric = resolve_metric(task, data, config.metric)
     weights = task.class_weights(data, config.class_weights)
     if weights:
         data.info["class_weights"] = weights  # recorded in config.yaml with what else was resolved
         logger.info("class weights: %s", ", ".join(f"{k} {v:.3g}" for k, v in list(weights.items())[:10]))
+    model_name, tokenizer, model = build_model(config, task, data)
+    max_length = block_length(config, task, tokenizer, model, model_name)
+    stride = config.stride if config.stride is not None else task.stride
+    settings = task.settings(config.task_values(), max_length, min(stride, max_length // 2), data)
+    batches = build_batches(config, task, data, settings, tokenizer, model, accelerator)
+    plan = plan_steps(config, task, batches.train_loader, accelerator.num_processes)
+    learning_rate, head_learning_rate = learning_rates(config, model.config)
+    optimizer = build_optimizer(model, config, learning_rate, head_learning_rate, task.head_prefixes)
+    # accelerate steps a prepared scheduler once per process at every optimizer step.
+    processes = accelerator.num_processes
+    scheduler = make_scheduler(optimizer, config.lr_scheduler, plan.warmup * processes, plan.total_steps * processes)
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, batches.train_loader, batches.val_loader, scheduler)
+    return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
+                 train_loader, val_loader, batches.sampler, batches.val_encoded, metric, plan.steps_per_epoch,
+                 plan.total_steps, plan.epochs, plan.warmup, batches.batching, learning_rate, head_learning_rate,
+                 train_lengths=batches.train_lengths)
+
+
+def check_for_task(config, task, data) -> None:
+    """Refuse options the data's task does not read, and task options that do not fit the data."""
+    if config.label_smoothing and not task.label_smoothing:
+        what = task.data_noun or f"{task.name} data"
+        raise TunelabError(f"--label-smoothing applies to classification, but {config.data} has {what}; "
+                           "drop --label-smoothing")
+    check_task_options(config, task)
+    # The task's switches travel in its settings (stored with checkpoints) and in config.yaml.
+    data.info.update({o.name: getattr(config, o.name) for o in task.options
+                      if o.stored == "info" and "train" in o.commands})
+    task.check_options(data)
+
+
+def build_model(config, task, data) -> tuple[str, Any, Any]:
+    """The model named (or the task's default) with the task's head, its tokenizer, and LoRA when asked."""
+    from tunelab.modeling import load_model, load_tokenizer, resolve_model
+
     model_name = resolve_model(requested_model(config, task))
     tokenizer = load_tokenizer(model_name)
     model = load_model(model_name, task, data, from_scratch=config.from_scratch,
@@ -97,62 +123,81 @@ def setup(config, accelerator, data=None) -> Setup:
 
         model = apply_lora(model, task.lora_task_type, LoraOptions(config.lora_r, config.lora_alpha,
                                                                    config.lora_dropout, config.lora_target_modules))
-    max_length = block_length(config, task, tokenizer, model, model_name)
-    settings = task.settings(spec, max_length, min(config.stride, max_length // 2), data)
-    if config.long_text != "auto" and not task.long_text:
-        raise TunelabError(f"--long-text applies to classification; {data.task} reads every sentence whole, in "
-                           "windows of --max-length pieces sharing --stride: drop --long-text")
-    # auto is resolved on the training rows by the task's encode; tasks without the option read in windows.
-    settings.long_text = config.long_text if task.long_text else "windows"
+    return model_name, tokenizer, model
 
-    collator = task.collator(tokenizer, data)
-    train_encoded = task.encode(tokenizer, data.train, settings, training=True, label_names=data.label_names)
+
+@dataclass
+class Batches:
+    """The encoded rows and their loaders."""
+
+    train_loader: Any
+    val_loader: Any
+    sampler: Any
+    val_encoded: Any
+    batching: str
+    train_lengths: Any
+
+
+def build_batches(config, task, data, settings: Settings, tokenizer, model, accelerator) -> Batches:
+    """Training and validation rows encoded once, and their loaders (packed, grouped or random batches)."""
+    from tunelab.collate import make_loader
+
+    collator = task.collator(tokenizer, settings)
+    train_encoded = task.encode(tokenizer, data.train, settings, training=True)
     val_encoded = task.encode(tokenizer, data.validation, settings, training=False)
     task.prepare(train_encoded, config.batch_size)
     packer = choose_packing(config.batching, task, model, tokenizer, train_encoded, accelerator)
     batching = "packed" if packer else "grouped" if config.batching == "auto" else config.batching
     train_loader = make_loader(train_encoded, config.batch_size, packer or collator, config.seed,
                                group_by_length=batching == "grouped")
-    eval_batch_size = config.eval_batch_size or task.eval_batch_size(model.config, max_length)
+    eval_batch_size = config.eval_batch_size or task.eval_batch_size(model.config, settings.max_length)
     val_loader = make_loader(val_encoded, eval_batch_size, collator, shuffle=False)
-    sampler = train_loader.batch_sampler
+    return Batches(train_loader, val_loader, train_loader.batch_sampler, val_encoded, batching,
+                   torch.tensor(train_encoded.lengths))
+
+
+@dataclass
+class Plan:
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    warmup: int
+
+
+def plan_steps(config, task, train_loader, processes: int) -> Plan:
+    """Optimizer steps per epoch and in all, epochs, warm-up steps (the task's default ratio)."""
     # Each process gets every n-th batch; its optimizer steps are what the loop counts.
-    processes = accelerator.num_processes
     steps_per_epoch = math.ceil(math.ceil(len(train_loader) / processes) / config.grad_accum)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
-    epochs = math.ceil(total_steps / steps_per_epoch)
     ratio = task.warmup_ratio if config.warmup_ratio is None else config.warmup_ratio
     warmup = config.warmup_steps if config.warmup_steps is not None else math.ceil(ratio * total_steps)
-
-    learning_rate, head_learning_rate = learning_rates(config, model.config)
-    optimizer = build_optimizer(model, config, learning_rate, head_learning_rate)
-    # accelerate steps a prepared scheduler once per process at every optimizer step.
-    scheduler = make_scheduler(optimizer, config.lr_scheduler, warmup * processes, total_steps * processes)
-    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, val_loader, scheduler
-    )
-    return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
-                 train_loader, val_loader, sampler, val_encoded, metric, steps_per_epoch, total_steps, epochs, warmup,
-                 batching, learning_rate, head_learning_rate, train_lengths=torch.tensor(train_encoded.lengths))
+    return Plan(steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch), warmup)
 
 
 def check_task_options(config, task) -> None:
     """Refuse an option set away from its default for a task that does not read it."""
-    from tunelab.tasks import registry
-    from tunelab.train.config import config_fields
+    from tunelab.tasks import registry, task_options
 
-    fields = config_fields()
+    mine = {o.name for o in task.options}
     owners: dict[str, list[str]] = {}
     for other in registry().values():
-        for name in other.options:
-            owners.setdefault(name, []).append(other.name)
-    problems = [f"--{name.replace('_', '-')} applies to {' and '.join(dict.fromkeys(tasks))}"
-                for name, tasks in owners.items()
-                if name not in task.options and getattr(config, name) != fields[name].default]
+        for item in other.options:
+            owners.setdefault(item.name, []).append(other.name)
+    given = [o for o in task_options("train") if o.name not in mine and getattr(config, o.name) != o.default]
+    special = [o.misplaced.format(task=task.name) for o in given if o.misplaced]
+    if special:
+        raise TunelabError(special[0])
+    problems = [f"{o.flag} applies to {names(owners[o.name])}" for o in given]
     if config.block_size is not None and not task.reads_plain_text:
         problems.append("--block-size applies to causal-lm and masked-lm (use --max-length)")
     if problems:
         raise TunelabError(f"{'; '.join(problems)}: drop {'it' if len(problems) == 1 else 'them'} for {task.name}")
+
+
+def names(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(dict.fromkeys(items))
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def block_length(config, task, tokenizer, model, model_name: str) -> int:
@@ -161,7 +206,7 @@ def block_length(config, task, tokenizer, model, model_name: str) -> int:
     from tunelab.collate import effective_max_length
 
     if config.block_size is None:
-        return effective_max_length(tokenizer, model.config, config.max_length)
+        return effective_max_length(tokenizer, model.config, config.max_length or task.max_length)
     context = effective_max_length(tokenizer, model.config, None)
     if config.block_size > context:
         raise TunelabError(f"--block-size {config.block_size} is more than {model_name} takes ({context} positions); "
@@ -189,7 +234,7 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
     pad = tokenizer.pad_token_id or 0
     for offset in dict.fromkeys((0, pad + 1)):
         packer = PackingCollator(pad, position_offset=offset, causal=task.causal)
-        if packing_matches(model, rows, packer, accelerator.autocast()):
+        if packing_matches(model, rows, packer, task.output_names, accelerator.autocast()):
             return packer
     what = f"{type(model).__name__} does not give packed rows the outputs it gives padded ones"
     if requested == "packed":
@@ -200,14 +245,13 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
 
 def run_record(s: Setup, run_dir: Path) -> dict:
     """The options and what was resolved from them: config.yaml, and the trackers' hyperparameters."""
-    resolved = {"task": s.data.task, "model": requested_model(s.config, s.task), "model_path": s.model_name,
-                "max_length": s.settings.max_length,
+    resolved = {"task": s.task.name, "model": requested_model(s.config, s.task), "model_path": s.model_name,
+                "max_length": s.settings.max_length, "stride": s.settings.stride,
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
                 "num_processes": s.accelerator.num_processes, "batching": s.batching,
-                "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
-                "head_learning_rate": s.head_learning_rate,
-                **s.data.info}
+                "learning_rate": s.learning_rate, "head_learning_rate": s.head_learning_rate,
+                **s.data.info, **s.settings.info}
     return {**dataclasses.asdict(s.config), "output": str(run_dir), "resolved": resolved}
 
 
@@ -234,16 +278,15 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
 
     if s.label_counts is None:  # counted once per run
         s.label_counts = s.task.label_counts(s.data)
-    options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "batching": s.batching,
-               "warmup_steps": s.warmup,
-               "long_text": s.settings.long_text, "learning_rate": s.learning_rate,
-               "head_learning_rate": s.head_learning_rate}
-    info = CardInfo(model=requested_model(s.config, s.task), data=s.config.data, task=s.data.task,
-                    pipeline_tag=s.task.pipeline_tag,
+    options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "stride": s.settings.stride,
+               "batching": s.batching, "warmup_steps": s.warmup, **s.settings.info,
+               "learning_rate": s.learning_rate, "head_learning_rate": s.head_learning_rate}
+    info = CardInfo(model=requested_model(s.config, s.task), data=s.config.data, task=s.task.name,
+                    pipeline_tag=s.task.pipeline_tag, usage=s.task.card_usage(), command=s.task.card_command(),
                     train_rows=len(s.data.train), validation_rows=len(s.data.validation),
                     label_counts=s.label_counts, options=options, metrics=metrics, step=step,
                     epoch=round(step / s.steps_per_epoch, 2), per_class=per_class or {},
-                    curves=tuple(p.name for p in curves), example=s.task.example)
+                    curves=tuple(p.name for p in curves))
     return render(info, run_dir.name)
 
 
@@ -256,7 +299,7 @@ def describe(s: Setup) -> str:
     config = model.config
     default = "LoRA" if c.lora else f"hidden size {getattr(config, 'hidden_size', '?')}"
     rate = f"{s.learning_rate:g}" + ("" if c.learning_rate else f" (default for {default})")
-    head = any(is_head(name) for name, _ in model.named_parameters())  # language models have no new head
+    head = any(is_head(name, s.task.head_prefixes) for name, _ in model.named_parameters())  # LMs: no new head
     parts = [f"learning rate {rate}" + (f", head {s.head_learning_rate:g}" if head else ""),
              f"{c.lr_scheduler} schedule" + (f" after {s.warmup} warm-up step{'s' if s.warmup != 1 else ''}"
                                               if s.warmup else ", no warm-up"), f"batch {c.batch_size}"
@@ -265,8 +308,7 @@ def describe(s: Setup) -> str:
              f"weight decay {c.weight_decay:g}", f"clipping {c.max_grad_norm:g}" if c.max_grad_norm else "no clipping",
              f"layer decay {c.layer_decay:g}" if c.layer_decay != 1 else "",
              f"evaluation every {c.eval_every} steps" if c.eval_every else "evaluation every epoch",
-             f"{s.batching} batches", f"max length {s.settings.max_length}"
-             + (f" ({s.settings.long_text} for longer texts)" if s.task.long_text else ""),
+             f"{s.batching} batches", f"max length {s.settings.max_length}" + s.task.describe_reading(s.settings),
              "frozen embeddings" if c.freeze_embeddings else ""]
     return ", ".join(p for p in parts if p)
 
