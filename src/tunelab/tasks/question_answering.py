@@ -176,6 +176,10 @@ class QuestionAnsweringTask(Task):
     def describe_reading(self, settings: Settings) -> str:
         return f" (longer contexts in windows sharing {settings.stride})"
 
+    def eval_batch_size(self, model_config, max_length: int) -> int:
+        """Windows are long (384 pieces): 32 at a time keep an evaluation's attention scores small."""
+        return 32
+
     def output_axes(self) -> dict[str, dict[int, str]]:
         return {"start_logits": {0: "batch", 1: "sequence"}, "end_logits": {0: "batch", 1: "sequence"}}
 
