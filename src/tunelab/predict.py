@@ -129,7 +129,7 @@ class Predictor:
         """The task's outputs of one padded batch, by name, with the chosen backend."""
         if self.runner:
             return self.runner(batch)
-        outputs = self.model(**model_inputs(batch, leave=self.task.label_keys))
+        outputs = self.model(**model_inputs(batch, leave=self.task.label_keys + self.task.extra_keys))
         return {name: outputs[name].float().numpy() for name in self.task.output_names}
 
     def predict(self, *inputs, **options) -> list:

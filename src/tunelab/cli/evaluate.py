@@ -59,6 +59,7 @@ def report(result, picture: Path | None) -> str:
         lines += ["", f"{'label':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
         lines += [f"{name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1-score']:>10.4f}"
                   f"{int(row['support']):>10}" for name, row in result.per_class.items()]
+    lines += table(result.details.get("table"))
     labels = result.confusion_labels
     if labels:
         width = max(12, *(len(n) + 2 for n in labels))
@@ -67,6 +68,16 @@ def report(result, picture: Path | None) -> str:
         lines += [f"{name:<{width}}" + "".join(f"{v:>12}" for v in row)
                   for name, row in zip(labels, result.confusion_matrix)]
     return "\n".join(lines)
+
+
+def table(found: dict | None) -> list[str]:
+    """A task's own table of an evaluation ({"title", "columns", "rows"}), aligned for a terminal."""
+    if not found:
+        return []
+    cells = [[str(c) for c in found["columns"]]] + [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+                                                    for row in found["rows"]]
+    widths = [max(len(row[i]) for row in cells) + 2 for i in range(len(cells[0]))]
+    return ["", found["title"]] + ["".join(f"{v:>{w}}" for v, w in zip(row, widths)) for row in cells]
 
 
 def _parameters() -> list[inspect.Parameter]:

@@ -167,6 +167,7 @@ class Head:
     data_noun: str = ""  # what its data is called in a refusal ("numeric labels (regression)"; default: NAME data)
     head_prefixes: tuple[str, ...] = ("classifier", "score", "pre_classifier")  # the new head's modules (head rate)
     label_keys: tuple[str, ...] = ("labels",)  # batch keys the loss reads, not model inputs at prediction
+    extra_keys: tuple[str, ...] = ()  # batch keys its collator adds for the task alone, never model inputs
     output_names: tuple[str, ...] = ("logits",)  # the model outputs prediction reads (and ONNX exports)
 
     def model_class(self):
@@ -179,7 +180,7 @@ class Head:
     def loss(self, model, batch: dict, label_smoothing: float = 0.0) -> "torch.Tensor":
         from tunelab.collate import model_inputs
 
-        return model(**model_inputs(batch)).loss
+        return model(**model_inputs(batch, leave=self.extra_keys)).loss
 
     def class_weights(self, data: TaskData, how: str) -> dict[str, float] | None:
         """Weigh the loss by label (--class-weights none, balanced or a JSON file); returns the weights used."""
@@ -215,6 +216,10 @@ class Scoring:
     def metric_hint(self, metric: str) -> str:
         """What would make --metric `metric` reported, when an option would (said with the refusal)."""
         return ""
+
+    def evaluation_loss(self, outputs, batch: dict) -> "torch.Tensor | None":
+        """The loss an evaluation batch reports (the model's own, computed from its labels, by default)."""
+        return outputs.get("loss")
 
     def outputs(self, outputs, batch: dict) -> tuple["torch.Tensor", ...]:
         """Per-row tensors to keep from one evaluation batch (the model's outputs by name, and the batch):

@@ -105,12 +105,13 @@ def evaluate_loader(model, loader, accelerator, task, data, encoded) -> tuple[di
     model.eval()
     gathered, losses, count = [], 0.0, 0
     for batch in loader:
-        outputs = model(**model_inputs(batch))
+        outputs = model(**model_inputs(batch, leave=task.extra_keys))
         values = [accelerator.pad_across_processes(v, dim=1, pad_index=IGNORE) if v.dim() > 1 else v
                   for v in task.outputs(outputs, batch)]  # rows of other processes may be wider
         gathered.append(tuple(t.cpu().numpy() for t in accelerator.gather_for_metrics((*values, batch[ROW_INDEX]))))
-        if outputs.get("loss") is not None:
-            losses += float(outputs["loss"]) * len(batch[ROW_INDEX])
+        loss = task.evaluation_loss(outputs, batch)
+        if loss is not None:
+            losses += float(loss) * len(batch[ROW_INDEX])
             count += len(batch[ROW_INDEX])
     model.train()
     loss = accelerator.reduce(torch.tensor([losses, count], dtype=torch.float64), reduction="sum")
