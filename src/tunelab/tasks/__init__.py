@@ -27,12 +27,14 @@ def registry() -> dict[str, "Task"]:
     from tunelab.tasks.classification import ClassificationTask, RegressionTask
     from tunelab.tasks.masked_lm import MaskedLMTask
     from tunelab.tasks.multi_label import MultiLabelTask
+    from tunelab.tasks.multiple_choice import MultipleChoiceTask
     from tunelab.tasks.question_answering import QuestionAnsweringTask
     from tunelab.tasks.token_classification import TokenClassificationTask
 
     tasks = (
         CausalLMTask(),  # claims chat data (a messages column, or prompt and completion columns)
         TokenClassificationTask(),  # claims word lists and CoNLL files
+        MultipleChoiceTask(),  # claims rows with a list of choices, and SWAG's ending columns
         QuestionAnsweringTask(),  # claims SQuAD files and context / question / answer rows
         MultiLabelTask(),  # claims label sets
         RegressionTask(),  # claims labels that are numbers with fractions

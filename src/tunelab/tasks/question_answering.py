@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CONTEXT_COLUMN = Option("context_column", str, "context", "Question answering: the column of contexts (the "
-                        "passages answers are found in).", commands=("train", "evaluate", "predict"))
-QUESTION_COLUMN = Option("question_column", str, "question", "Question answering: the column of questions.",
-                         commands=("train", "evaluate", "predict"))
+CONTEXT_COLUMN = Option("context_column", str, "context", "Question answering, multiple choice: the column of "
+                        "contexts (the passages answers are found in; a multiple-choice passage, dialogue or story).",
+                        commands=("train", "evaluate", "predict"))
+QUESTION_COLUMN = Option("question_column", str, "question", "Question answering, multiple choice: the column of "
+                         "questions.", commands=("train", "evaluate", "predict"))
 ANSWERS_COLUMN = Option("answers_column", str, "answers", "Question answering: the column of answers as the hub's "
                         "squad holds them ({\"text\": [...], \"answer_start\": [...]}, or a list of {text, "
                         "answer_start}); empty: no answer.", commands=("train", "evaluate"))
@@ -56,7 +57,8 @@ NULL_THRESHOLD = Option("null_threshold", float | None, None, "Question answerin
                         "validation rows and stored in the checkpoint; a checkpoint trained without unanswerable "
                         "questions always answers).", commands=("evaluate", "predict", "serve"), stored=None)
 CONTEXT = Option("context", list[str] | None, None, "The context of the inputs given as arguments: once for all of "
-                 "them, or once per input (question answering: the passage the answers are found in).",
+                 "them, or once per input (question answering: the passage the answers are found in; multiple "
+                 "choice: the passage or story the choices follow).",
                  commands=("predict",), stored=None)
 
 METRICS = ("exact_match", "f1", "has_answer_exact_match", "has_answer_f1", "no_answer_accuracy")
