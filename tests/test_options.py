@@ -149,3 +149,70 @@ def test_a_run_starts_by_printing_the_hyperparameters_it_resolved(sentiment_csv,
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training ")]
     assert [line.split(", ")[2:4] for line in lines] == [["cosine schedule after 2 warm-up steps", "batch 32"],
                                                           ["linear schedule", "no warm-up"]]
+
+
+def command_options(name: str) -> dict[str, object]:
+    import typer.main
+
+    from tunelab.cli import _register, app
+
+    _register()
+    return {p.name: p for p in typer.main.get_command(app).commands[name].params}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "serve"])
+def test_every_task_option_a_command_takes_comes_from_its_one_declaration(command):
+    """The options a task declares for a command appear on it with their flag, type and help, and nothing
+    else does: an option added to a task reaches every command it names with no other edit."""
+    from tunelab.tasks import task_options
+
+    options = command_options(command)
+    declared = task_options(command)
+    assert declared, command
+    for item in declared:
+        found = options[item.name]
+        assert found.opts[0] == item.flag, item.name
+        assert found.help.startswith(item.help), item.name
+        assert found.default is None, item.name  # not given: the checkpoint's (or the declared default)
+    from tunelab.tasks import registry
+
+    everywhere = {o.name for t in registry().values() for o in (*t.options, *t.inputs)}
+    assert {name for name in options if name in everywhere} == {o.name for o in declared}
+
+
+def test_train_and_sweep_take_the_tasks_options_from_their_declarations():
+    from tunelab.cli.sweep import shared_options
+    from tunelab.tasks import task_options
+
+    train = command_options("train")
+    for item in task_options("train"):
+        assert train[item.name].opts[0] == item.flag and train[item.name].help == item.help, item.name
+        assert train[item.name].default == item.default, item.name
+    sweep = command_options("sweep")
+    columns = [o.name for o in task_options("train") if o.stored == "columns"]
+    assert set(columns) <= set(shared_options()) and all(sweep[name].help == train[name].help for name in columns)
+
+
+def test_an_option_a_task_declares_reaches_train_evaluate_predict_and_the_checkpoint(monkeypatch):
+    """A new option declared by one task: on the command lines it names, in TrainConfig, in the task's
+    settings (stored with its checkpoints), refused for other tasks."""
+    from tunelab.options import Option
+    from tunelab.tasks import classification
+    from tunelab.tasks.base import TaskData
+
+    extra = Option("review_column", str, "review", "A new column.", commands=("train", "evaluate", "predict"))
+    monkeypatch.setattr(classification.ClassificationTask, "options",
+                        classification.ClassificationTask.options + (extra,))
+    from tunelab.train import config as config_module
+
+    composed = config_module.compose()
+    assert {f.name: f.default for f in dataclasses.fields(composed)}["review_column"] == "review"
+    from tunelab.cli import option_parameters
+
+    for command in ("evaluate", "predict"):
+        assert "review_column" in {p.name for p in option_parameters(command)}
+    task = classification.ClassificationTask()
+    import pandas as pd
+
+    settings = task.settings({"review_column": "body"}, 64, 8, TaskData(pd.DataFrame(), pd.DataFrame(), task))
+    assert settings.columns["review_column"] == "body"

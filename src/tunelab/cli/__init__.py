@@ -14,7 +14,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Fine-tune, evaluate, predict with and inspect Hugging Face transformers (classification, NER).",
+    help="Fine-tune, evaluate, predict with, serve and inspect Hugging Face transformers for every head: "
+         "classification, token classification, question answering, multiple choice, language models.",
 )
 
 
