@@ -20,6 +20,7 @@ BENCHMARKS = {
     "imbalance": ("imbalance", "--class-weights balanced against none (SST-2, positives cut to a tenth)"),
     "defaults": ("defaults", "tunelab's defaults against the Trainer recipe, dataset by dataset"),
     "qa": ("qa", "question answering against the run_qa.py recipe (SQuAD), and unanswerable questions"),
+    "mc": ("mc", "multiple choice against the run_swag.py recipe (HellaSwag, DREAM), over seeds"),
     "sft": ("sft", "chat fine-tuning with LoRA against TRL's SFTTrainer (rotten-tomatoes questions)"),
     "lm-adapt": ("lm_adapt", "continued pre-training (perplexity before / after) and masked-LM adaptation (IMDb)"),
     "predict": ("predict_speed", "prediction speed against transformers.pipeline"),

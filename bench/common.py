@@ -66,13 +66,44 @@ def run_child(script: str, args: list[str], env: dict | None = None) -> dict:
 def run_tunelab(*arguments: str) -> float:
     """Run the installed tunelab's CLI (`python -m tunelab.cli ARGUMENTS`) as a user would; its wall time. A
     failure stops the benchmark with the command's last output."""
+    return tunelab_output(*arguments)[0]
+
+
+def tunelab_output(*arguments: str) -> tuple[float, str]:
+    """`tunelab ARGUMENTS` as a user runs it; its wall time and standard output."""
     command = [sys.executable, "-m", "tunelab.cli", *arguments]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-4000:])
         raise SystemExit(f"{' '.join(command)} failed with exit code {result.returncode}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, result.stdout
+
+
+def run_variants(script: str, passed: list[str], variants: tuple[str, ...], speed: str, peak: float) -> list[dict]:
+    """Each variant in its own process (the baseline first); MFU where a row has its model GFLOP/s, and the
+    speed-up (`speed`) over the first."""
+    rows = [run_child(script, passed + ["--variant", v]) for v in variants]
+    for row in rows:
+        if "model_gflops" in row:
+            row["mfu"] = row["model_gflops"] / peak
+        row["speedup"] = row[speed] / rows[0][speed]
+    return rows
+
+
+def ran_as_child(args, variants: dict) -> bool:
+    """When the parent started this process for one variant (--variant), run it, print its row as JSON."""
+    if not args.variant:
+        return False
+    print(json.dumps(variants[args.variant](args)))
+    return True
+
+
+def add_child_options(parser, variants: tuple[str, ...], name: str) -> None:
+    """The options a parent benchmark sets on its children, and --out."""
+    parser.add_argument("--variant", choices=variants, help="(set by the parent)")
+    parser.add_argument("--json", action="store_true", help="(set by the parent: print one JSON line)")
+    parser.add_argument("--out", help=f"the result file (default bench/results/{name}.json)")
 
 
 def read_tsv(path: str, *columns: str | None) -> list[list[str] | None]:

@@ -30,7 +30,6 @@ import os
 import random
 import re
 import string
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import commit_label, forward_flops, matmul_peak_gflops, peak_rss_mb, run_child, write_result  # noqa: E402
+from common import add_child_options, ran_as_child, commit_label, forward_flops, matmul_peak_gflops, peak_rss_mb, run_variants, \
+    tunelab_output, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 RECIPE = dict(learning_rate=3e-5, batch_size=12, epochs=2, max_length=384, stride=128, n_best=20, max_answer_length=30)
@@ -146,13 +146,16 @@ def run_recipe(args) -> dict:
     model = AutoModelForQuestionAnswering.from_pretrained(path)
     pad_on_right = tokenizer.padding_side == "right"
 
-    def prepare_train_features(examples):
+    def windows(examples):
         examples["question"] = [q.lstrip() for q in examples["question"]]
-        tokenized = tokenizer(examples["question" if pad_on_right else "context"],
-                              examples["context" if pad_on_right else "question"],
-                              truncation="only_second" if pad_on_right else "only_first",
-                              max_length=RECIPE["max_length"], stride=RECIPE["stride"], return_overflowing_tokens=True,
-                              return_offsets_mapping=True, padding="max_length")
+        return tokenizer(examples["question" if pad_on_right else "context"],
+                         examples["context" if pad_on_right else "question"],
+                         truncation="only_second" if pad_on_right else "only_first",
+                         max_length=RECIPE["max_length"], stride=RECIPE["stride"], return_overflowing_tokens=True,
+                         return_offsets_mapping=True, padding="max_length")
+
+    def prepare_train_features(examples):
+        tokenized = windows(examples)
         sample_mapping = tokenized.pop("overflow_to_sample_mapping")
         offset_mapping = tokenized.pop("offset_mapping")
         tokenized["start_positions"], tokenized["end_positions"] = [], []
@@ -186,12 +189,7 @@ def run_recipe(args) -> dict:
         return tokenized
 
     def prepare_validation_features(examples):
-        examples["question"] = [q.lstrip() for q in examples["question"]]
-        tokenized = tokenizer(examples["question" if pad_on_right else "context"],
-                              examples["context" if pad_on_right else "question"],
-                              truncation="only_second" if pad_on_right else "only_first",
-                              max_length=RECIPE["max_length"], stride=RECIPE["stride"], return_overflowing_tokens=True,
-                              return_offsets_mapping=True, padding="max_length")
+        tokenized = windows(examples)
         sample_mapping = tokenized.pop("overflow_to_sample_mapping")
         tokenized["example_id"] = []
         for i in range(len(tokenized["input_ids"])):
@@ -271,20 +269,9 @@ def postprocess_qa_predictions(examples, features, predictions) -> dict[str, str
 # ---------------------------------------------------------------- tunelab, as users run it
 
 
-def tunelab(*arguments: str) -> tuple[float, str]:
-    """`tunelab ARGUMENTS` as a user runs it (the installed CLI); its wall time and standard output."""
-    command = [sys.executable, "-m", "tunelab.cli", *arguments]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"{' '.join(command)} failed with exit code {done.returncode}")
-    return time.perf_counter() - started, done.stdout
-
-
 def answers_of(checkpoint: Path, path: str, *extra: str) -> tuple[dict[str, str], float]:
     """tunelab predict's answer to every question of a SQuAD file (in file order), by id; and its wall time."""
-    seconds, out = tunelab("predict", str(checkpoint), "--input", path, "-f", "jsonl", "--no-progress", *extra)
+    seconds, out = tunelab_output("predict", str(checkpoint), "--input", path, "-f", "jsonl", "--no-progress", *extra)
     ids = [q["id"] for q in questions_of(json.loads(Path(path).read_text()))]
     rows = [json.loads(line) for line in out.splitlines()]
     return {i: r["answer"] for i, r in zip(ids, rows)}, seconds
@@ -299,7 +286,7 @@ def run_tunelab(args) -> dict:
     from tunelab.modeling import bundled_model_dir
 
     run = Path(tempfile.mkdtemp()) / "run"
-    wall, _ = tunelab("train", "--data", args.sample, "--output", str(run), "--no-progress")
+    wall, _ = tunelab_output("train", "--data", args.sample, "--output", str(run), "--no-progress")
     summary = json.loads((run / "summary.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     dev = questions_of(json.loads(Path(args.dev).read_text()))
@@ -337,7 +324,7 @@ def run_no_answer(args, folder: Path) -> list[dict]:
     tune_path.write_text(json.dumps({"version": "v2.0", "data": [a for a in part["data"] if a["title"] in tune]}))
     score_path.write_text(json.dumps({"version": "v2.0", "data": [a for a in part["data"] if a["title"] not in tune]}))
     run = folder / "run"
-    wall, _ = tunelab("train", "--data", str(train_path), "--validation", str(tune_path), "--output", str(run),
+    wall, _ = tunelab_output("train", "--data", str(train_path), "--validation", str(tune_path), "--output", str(run),
                       "--no-progress")
     questions = questions_of(json.loads(score_path.read_text()))
     threshold = json.loads((run / "best" / "config.json").read_text()).get("qa_null_threshold")
@@ -358,13 +345,10 @@ def main() -> None:
     parser.add_argument("--v2", default="../shared/data/squad/dev-v2-part.json")
     parser.add_argument("--rows", type=int, default=2000, help="questions sampled from the training file")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variant", choices=["recipe", "tunelab"])
     parser.add_argument("--sample", help="(set by the parent: the sampled questions as a SQuAD file)")
-    parser.add_argument("--json", action="store_true", help="(set by the parent: print one JSON line)")
-    parser.add_argument("--out", help="the result file (default bench/results/qa-MODE.json)")
+    add_child_options(parser, ("recipe", "tunelab"), "qa or qa-no-answer")
     args = parser.parse_args()
-    if args.variant:
-        print(json.dumps(run_recipe(args) if args.variant == "recipe" else run_tunelab(args)))
+    if ran_as_child(args, {"recipe": run_recipe, "tunelab": run_tunelab}):
         return
     import torch
 
@@ -380,10 +364,7 @@ def main() -> None:
     sample_path = folder / "sample.json"
     sample_path.write_text(json.dumps(as_squad(sample(args.train, args.rows, args.seed))))
     passed = ["squad", "--dev", args.dev, "--seed", str(args.seed), "--sample", str(sample_path)]
-    rows = [run_child(__file__, passed + ["--variant", v]) for v in ("recipe", "tunelab")]
-    for row in rows:
-        row["mfu"] = row["model_gflops"] / peak
-        row["speedup"] = row["features_per_s"] / rows[0]["features_per_s"]
+    rows = run_variants(__file__, passed, ("recipe", "tunelab"), "features_per_s", peak)
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{args.rows} questions sampled from {args.train}, scored on every question of {args.dev}")
     print_table("qa", rows)

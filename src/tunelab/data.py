@@ -378,6 +378,19 @@ def split_validation(frame: pd.DataFrame, spec: DataSpec, stratify_by=None) -> t
     return train.reset_index(drop=True), validation.reset_index(drop=True)
 
 
+def split_by_group(frame: pd.DataFrame, groups: list, spec: DataSpec, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off `spec.validation_fraction` of the rows, seeded, whole groups at a time (questions about one
+    passage stay on one side); `what` names the groups in the refusal when there is only one."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    if len(set(groups)) < 2:
+        raise TunelabError(f"every row shares one {what}, too few to split off validation rows about other "
+                           f"{what}s; pass --validation FILE")
+    splitter = GroupShuffleSplit(n_splits=1, test_size=spec.validation_fraction, random_state=spec.seed)
+    train, validation = next(splitter.split(frame, groups=groups))
+    return frame.iloc[train].reset_index(drop=True), frame.iloc[validation].reset_index(drop=True)
+
+
 @dataclass
 class Splits:
     """A source's raw frames: the training frame and, when the source has one, the validation frame."""

@@ -357,15 +357,9 @@ def label_index(label, choices: list[str], at: str) -> int:
 
 def split_by_context(frame: pd.DataFrame, spec: "DataSpec") -> tuple[pd.DataFrame, pd.DataFrame]:
     """A validation share split off by context (questions about one passage stay together)."""
-    from sklearn.model_selection import GroupShuffleSplit
+    from tunelab.data import split_by_group
 
-    groups = [c or f"row {r}" for c, r in zip(frame["context"], frame["row"])]
-    if len(set(groups)) < 2:
-        raise TunelabError("every row shares one context, too few to split off validation rows about other "
-                           "contexts; pass --validation FILE")
-    splitter = GroupShuffleSplit(n_splits=1, test_size=spec.validation_fraction, random_state=spec.seed)
-    train, validation = next(splitter.split(frame, groups=groups))
-    return frame.iloc[train].reset_index(drop=True), frame.iloc[validation].reset_index(drop=True)
+    return split_by_group(frame, [c or f"row {r}" for c, r in zip(frame["context"], frame["row"])], spec, "context")
 
 
 def choice_items(items) -> list[dict]:

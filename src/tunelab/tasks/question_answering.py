@@ -439,15 +439,9 @@ def find(context: str, text: str, start: int | None) -> int | None:
 
 def split_by_context(frame: pd.DataFrame, spec: "DataSpec") -> tuple[pd.DataFrame, pd.DataFrame]:
     """A validation share split off by article (or context): no context is in both."""
-    from sklearn.model_selection import GroupShuffleSplit
+    from tunelab.data import split_by_group
 
-    groups = [t or c for t, c in zip(frame["title"], frame["context"])]
-    if len(set(groups)) < 2:
-        raise TunelabError("all questions share one context, too few to split off validation questions about "
-                           "other contexts; pass --validation FILE")
-    splitter = GroupShuffleSplit(n_splits=1, test_size=spec.validation_fraction, random_state=spec.seed)
-    train, validation = next(splitter.split(frame, groups=groups))
-    return frame.iloc[train].reset_index(drop=True), frame.iloc[validation].reset_index(drop=True)
+    return split_by_group(frame, [t or c for t, c in zip(frame["title"], frame["context"])], spec, "context")
 
 
 def question_items(questions, contexts) -> list[dict]:
