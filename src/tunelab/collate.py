@@ -51,9 +51,15 @@ class Encoded:
     meta: list | None = None  # what a task keeps per row to map outputs back (token classification: windows)
     documents: list[int] | None = None  # the document each row is a window of (--long-text windows), else None
     long: Any = None  # how many documents were longer than the window, and by how much (the task's report)
+    costs: list[int] | None = None  # what each row costs in a padded batch, where not its length (batching)
 
     def __len__(self) -> int:
         return len(self.features["input_ids"])
+
+    @property
+    def sizes(self) -> list[int]:
+        """What each row costs in a batch padded to its longest: how batches are grouped and cut."""
+        return self.costs if self.costs is not None else self.lengths
 
     @property
     def lengths(self) -> list[int]:
@@ -267,7 +273,7 @@ def prediction_batches(lengths: Sequence[int], batch_size: int, min_fill: float 
 def make_loader(encoded: Encoded, batch_size: int, collator: Collator, seed: int = 0, shuffle: bool = True,
                 group_by_length: bool = True) -> torch.utils.data.DataLoader:
     """A DataLoader over encoded rows; batch order depends on (seed, epoch) only, so runs can resume exactly."""
-    sampler = LengthGroupedBatches(encoded.lengths, batch_size, seed, shuffle=shuffle, by_length=group_by_length)
+    sampler = LengthGroupedBatches(encoded.sizes, batch_size, seed, shuffle=shuffle, by_length=group_by_length)
     # A private generator: each new iterator draws a seed from it, not from the global torch RNG that
     # dropout uses, so a resumed run's fresh iterator leaves the dropout masks as they would have been.
     generator = torch.Generator().manual_seed(seed)

@@ -117,7 +117,7 @@ class Predictor:
 
         out: list = [None] * len(encoded)
         with bar(len(encoded), "predict", enabled=self.progress) as progress:
-            for indices in prediction_batches(encoded.lengths, self.batch_size):
+            for indices in prediction_batches(encoded.sizes, self.batch_size):
                 batch = self.collator([encoded[i] for i in indices])
                 for index, row in zip(indices, rows(batch, self.forward(batch), indices)):
                     out[index] = row

@@ -121,6 +121,7 @@ class Encoding:
     causal: bool = False  # a token attends only to those before it (packed rows keep that)
     max_length: int = 128  # what --max-length defaults to
     stride: int = 32  # what --stride defaults to
+    batch_size: int = 32  # what --batch-size defaults to
 
     def encode(self, tokenizer, frame: "pd.DataFrame", settings: Settings, training: bool) -> "Encoded":
         """Tokenized rows with their labels (training rows, or evaluation rows when not `training`)."""

@@ -56,7 +56,8 @@ class RunConfig:
                                 "most half a window. Default: the task's (32; question answering 128).")
     epochs: int = option(3, "Training epochs.", sweep="epochs")
     max_steps: int | None = option(None, "Stop after N optimizer steps.")
-    batch_size: int = option(32, "Training batch size per process.", sweep="batch-sizes")
+    batch_size: int | None = option(None, "Training batch size per process (default: the task's: 32 rows; multiple "
+                                    "choice 8, each row several choices).", sweep="batch-sizes")
     eval_batch_size: int | None = option(None, "Evaluation batch size (default 128 rows; language models: as many "
                                          "as keep a batch's vocabulary logits under 512 MiB).")
     learning_rate: float | None = option(None, "Peak learning rate of the encoder (AdamW). Default: 5e-5 x 768 / "

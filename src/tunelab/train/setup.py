@@ -44,6 +44,7 @@ class Setup:
     batching: str  # packed, grouped or random: what --batching resolved to
     learning_rate: float  # the encoder's peak rate: --learning-rate, or the default for the model's width
     head_learning_rate: float
+    batch_size: int = 32  # --batch-size, or the task's
     label_counts: dict | None = None  # training rows (entities) per label, for model cards
     train_lengths: Any = None  # each training row's length in tokens (a tensor indexed by row), for tokens/s
 
@@ -82,7 +83,8 @@ def setup(config, accelerator, data=None) -> Setup:
     max_length = block_length(config, task, tokenizer, model, model_name)
     stride = config.stride if config.stride is not None else task.stride
     settings = task.settings(config.task_values(), max_length, min(stride, max_length // 2), data)
-    batches = build_batches(config, task, data, settings, tokenizer, model, accelerator)
+    batch_size = config.batch_size or task.batch_size
+    batches = build_batches(config, task, data, settings, tokenizer, model, accelerator, batch_size)
     plan = plan_steps(config, task, batches.train_loader, accelerator.num_processes)
     learning_rate, head_learning_rate = learning_rates(config, model.config)
     optimizer = build_optimizer(model, config, learning_rate, head_learning_rate, task.head_prefixes)
@@ -94,7 +96,7 @@ def setup(config, accelerator, data=None) -> Setup:
     return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
                  train_loader, val_loader, batches.sampler, batches.val_encoded, metric, plan.steps_per_epoch,
                  plan.total_steps, plan.epochs, plan.warmup, batches.batching, learning_rate, head_learning_rate,
-                 train_lengths=batches.train_lengths)
+                 batch_size, train_lengths=batches.train_lengths)
 
 
 def check_for_task(config, task, data) -> None:
@@ -138,17 +140,17 @@ class Batches:
     train_lengths: Any
 
 
-def build_batches(config, task, data, settings: Settings, tokenizer, model, accelerator) -> Batches:
+def build_batches(config, task, data, settings: Settings, tokenizer, model, accelerator, batch_size: int) -> Batches:
     """Training and validation rows encoded once, and their loaders (packed, grouped or random batches)."""
     from tunelab.collate import make_loader
 
     collator = task.collator(tokenizer, settings)
     train_encoded = task.encode(tokenizer, data.train, settings, training=True)
     val_encoded = task.encode(tokenizer, data.validation, settings, training=False)
-    task.prepare(train_encoded, config.batch_size)
+    task.prepare(train_encoded, batch_size)
     packer = choose_packing(config.batching, task, model, tokenizer, train_encoded, accelerator)
     batching = "packed" if packer else "grouped" if config.batching == "auto" else config.batching
-    train_loader = make_loader(train_encoded, config.batch_size, packer or collator, config.seed,
+    train_loader = make_loader(train_encoded, batch_size, packer or collator, config.seed,
                                group_by_length=batching == "grouped")
     eval_batch_size = config.eval_batch_size or task.eval_batch_size(model.config, settings.max_length)
     val_loader = make_loader(val_encoded, eval_batch_size, collator, shuffle=False)
@@ -246,7 +248,7 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
 def run_record(s: Setup, run_dir: Path) -> dict:
     """The options and what was resolved from them: config.yaml, and the trackers' hyperparameters."""
     resolved = {"task": s.task.name, "model": requested_model(s.config, s.task), "model_path": s.model_name,
-                "max_length": s.settings.max_length, "stride": s.settings.stride,
+                "max_length": s.settings.max_length, "stride": s.settings.stride, "batch_size": s.batch_size,
                 "metric": s.metric, "label_names": s.data.label_names, "train_rows": len(s.data.train),
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
                 "num_processes": s.accelerator.num_processes, "batching": s.batching,
@@ -279,6 +281,7 @@ def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dic
     if s.label_counts is None:  # counted once per run
         s.label_counts = s.task.label_counts(s.data)
     options = {**dataclasses.asdict(s.config), "max_length": s.settings.max_length, "stride": s.settings.stride,
+               "batch_size": s.batch_size,
                "batching": s.batching, "warmup_steps": s.warmup, **s.settings.info,
                "learning_rate": s.learning_rate, "head_learning_rate": s.head_learning_rate}
     info = CardInfo(model=requested_model(s.config, s.task), data=s.config.data, task=s.task.name,
@@ -302,7 +305,7 @@ def describe(s: Setup) -> str:
     head = any(is_head(name, s.task.head_prefixes) for name, _ in model.named_parameters())  # LMs: no new head
     parts = [f"learning rate {rate}" + (f", head {s.head_learning_rate:g}" if head else ""),
              f"{c.lr_scheduler} schedule" + (f" after {s.warmup} warm-up step{'s' if s.warmup != 1 else ''}"
-                                              if s.warmup else ", no warm-up"), f"batch {c.batch_size}"
+                                              if s.warmup else ", no warm-up"), f"batch {s.batch_size}"
              + (f" x {c.grad_accum} accumulated" if c.grad_accum > 1 else ""),
              f"{s.epochs} epoch{'s' if s.epochs != 1 else ''} ({s.total_steps} steps)",
              f"weight decay {c.weight_decay:g}", f"clipping {c.max_grad_norm:g}" if c.max_grad_norm else "no clipping",
