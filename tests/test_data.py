@@ -155,3 +155,18 @@ def test_task_classification_keeps_numeric_labels_as_classes(tmp_path):
     data = load_task_data(DataSpec(str(path), task="classification", validation_fraction=0.3))
     assert data.task.name == "classification" and data.label_names == ["0.5", "1.5", "2.5"]
     assert data.validation["label"].value_counts().sort_index().tolist() == [3, 3, 3]  # stratified by class
+
+
+def test_validation_rows_that_are_training_rows_are_counted(tmp_path, caplog):
+    import logging
+
+    rows = pd.DataFrame(sentiment_rows(40, seed=5))
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    rows.iloc[:10].to_csv(tmp_path / "dev.csv", index=False)
+    pd.DataFrame(sentiment_rows(10, seed=6)).to_csv(tmp_path / "other.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        load_task_data(DataSpec(str(tmp_path / "train.csv"), validation=str(tmp_path / "dev.csv")))
+        load_task_data(DataSpec(str(tmp_path / "train.csv"), validation=str(tmp_path / "other.csv")))
+    warnings = [r.getMessage() for r in caplog.records if "also training rows" in r.getMessage()]
+    assert warnings == ["10 of the 10 validation rows are also training rows (the same inputs and labels): every "
+                        "figure measured on them flatters the model; remove them from one side"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
 
-from conftest import run_cli, sentiment_rows
+import pandas as pd
+import pytest
+
+from conftest import fails, run_cli, sentiment_rows
 
 
 def fails_with(args, capsys, expected: str) -> str:
@@ -158,3 +161,63 @@ def test_hub_model_offline(tmp_path, capsys, sentiment_csv):
 def test_hub_dataset_offline(tiny_bert, tmp_path, capsys):
     fails_with(train_args("someone/no-such-dataset", tiny_bert, tmp_path), capsys,
                "error: could not load 'someone/no-such-dataset' from the Hugging Face Hub (HF_HUB_OFFLINE=1 is set):")
+
+
+@pytest.mark.parametrize("name,cut,reason", [
+    ("config.json", 40, "not valid JSON: Unterminated string starting at: line 3 column 3 (char 36)"),
+    ("tokenizer.json", 100, None),
+    ("tunelab.json", 10, None),
+    ("model.safetensors", -100, "Error while deserializing header: incomplete metadata, file not fully covered"),
+])
+def test_a_damaged_checkpoint_file_is_refused_by_name(trained_run, tmp_path, capsys, name, cut, reason):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(trained_run.best_dir, checkpoint)
+    data = (checkpoint / name).read_bytes()
+    (checkpoint / name).write_bytes(data[:cut])
+    pd.DataFrame(sentiment_rows(20)).to_csv(tmp_path / "x.csv", index=False)
+    for args in (["predict", checkpoint, "good"], ["evaluate", checkpoint, tmp_path / "x.csv"], ["export", checkpoint],
+                 ["train", "--data", tmp_path / "x.csv", "--model", checkpoint, "--output", tmp_path / "r"]):
+        line = fails(args, capsys)
+        assert line.startswith(f"error: {checkpoint / name} is damaged (") and line.endswith(
+            "): it was cut short or changed after it was saved; save the checkpoint again, or use another one"), line
+        if reason:
+            assert line == (f"error: {checkpoint / name} is damaged ({reason}): it was cut short or changed after it "
+                            "was saved; save the checkpoint again, or use another one")
+
+
+@pytest.mark.parametrize("failure", ["oserror", "safetensors"])
+def test_a_full_disk_mid_run_is_one_line_and_the_earlier_checkpoint_stays_loadable(
+        tiny_bert, sentiment_csv, tmp_path, capsys, monkeypatch, failure):
+    import errno
+    import re
+
+    from transformers import PreTrainedModel
+
+    real = PreTrainedModel.save_pretrained
+    calls = []
+
+    def save_pretrained(self, folder, *args, **kwargs):
+        calls.append(folder)
+        if len(calls) == 1:
+            return real(self, folder, *args, **kwargs)
+        (Path(folder) / "model.safetensors").write_bytes(b"half a file")
+        if failure == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space "
+                           "left on device\" }) (os error 28)")
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", save_pretrained)
+    run = tmp_path / "run"
+    line = fails(["train", "--data", sentiment_csv, "--model", tiny_bert, "--output", run, "--epochs", "3",
+                  "--no-progress", "--lr", "1e-3"], capsys)
+    assert re.fullmatch(rf"error: could not write {re.escape(str(run))}/(best|last): no space left on the device "
+                        r"\(it needs about \d+ MB, [\d.]+ (MB|GB) free\); the checkpoints and training states written "
+                        rf"before are kept; free space, then continue with: tunelab train --resume {re.escape(str(run))}"
+                        r" \(or --overwrite, when no training state was written yet\)", line), line
+    monkeypatch.undo()
+    assert not list(run.glob(".*.tmp.*")) and not list((run / "state").glob(".*.tmp"))
+    from tunelab.predict import load
+
+    assert load(run / "best").predict(["good fun"])[0].label in ("positive", "negative")  # the first save, whole

@@ -2,16 +2,58 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from tunelab.errors import TunelabError
 
 logger = logging.getLogger(__name__)
+
+
+FAILED_WRITES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up",
+                 errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                 errno.EROFS: "the filesystem is read-only"}
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """What a failed write ran into, when it is the disk's fault (full, read-only, not ours); else None.
+    safetensors reports a full disk in its own error type, with the OS error's number in the text."""
+    if isinstance(exc, OSError) and exc.errno in FAILED_WRITES:
+        return FAILED_WRITES[exc.errno]
+    text = str(exc)
+    return next((reason for number, reason in FAILED_WRITES.items() if f"(os error {number})" in text), None)
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the filesystem that holds `path` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def megabytes(count: float) -> str:
+    return f"{count / 2**30:.1f} GB" if count >= 2**30 else f"{count / 2**20:.0f} MB"
+
+
+@contextmanager
+def writing(folder: Path, needed: int, kept: str):
+    """Turn a write that fails because of the disk into one line: the folder, what the write needed and what
+    is free, and what was kept (`kept`); the writer has removed its temporary files by then."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only the disk's failures are translated, the rest go on
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        raise TunelabError(f"could not write {folder}: {reason} (it needs about {megabytes(needed)}, "
+                           f"{megabytes(free_bytes(folder))} free); {kept}") from None
 
 
 def prepare_run_dir(path: Path, overwrite: bool) -> None:

@@ -46,10 +46,43 @@ def resolve_model(name: str | None) -> str:
                 f"{path} holds no model (no config.json); pass a folder written by save_pretrained, "
                 "such as a tunelab run's best/ or last/"
             )
+        check_files(path)
         return str(path)
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise TunelabError(f"model folder not found: {name}; check the path")
     return name  # a hub id
+
+
+JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tunelab.json",
+              "generation_config.json", "model.safetensors.index.json")
+
+
+def check_files(path: Path) -> None:
+    """Refuse a checkpoint whose config, tokenizer, weights or tunelab.json were cut short or changed, with one
+    line naming the file and what is wrong (before a library reads it and fails with a traceback)."""
+    import json
+
+    for name in JSON_FILES:
+        found = path / name
+        if not found.exists():
+            continue
+        try:
+            json.loads(found.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise damaged(found, f"not valid JSON: {str(exc).splitlines()[0]}") from None
+    for found in sorted(path.glob("*.safetensors")):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(found), "pt"):
+                pass
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for any bad file
+            raise damaged(found, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def damaged(found: Path, what: str) -> TunelabError:
+    return TunelabError(f"{found} is damaged ({what}): it was cut short or changed after it was saved; save the "
+                        "checkpoint again, or use another one")
 
 
 def check_checkpoint(path: str | Path) -> Path:
@@ -68,6 +101,7 @@ def check_checkpoint(path: str | Path) -> Path:
             f"{path} holds no model (expected config.json and model.safetensors, found: {found}); "
             "pass a folder written by save_pretrained, such as a tunelab run's best/ or last/"
         )
+    check_files(path)
     return path
 
 

@@ -101,6 +101,8 @@ def summarize(run_dir: Path) -> RunSummary:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
         steps, seconds, speed = summary["steps"], summary["train_seconds"], summary["samples_per_second"]
         status = "stopped early" if total and steps < total else "finished"
+        if summary.get("status") == "interrupted":
+            status = f"interrupted by {summary.get('signal', 'a signal')} (resumable at step {steps})"
     else:
         speed = sum(logged) / len(logged) if logged else None
         states = sorted((run_dir / STATE_DIR).glob("step-*")) if (run_dir / STATE_DIR).is_dir() else []

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from tunelab.errors import TunelabError
+from tunelab.errors import Stopped, TunelabError
 
 app = typer.Typer(
     add_completion=False,
@@ -110,14 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     args = sys.argv[1:] if argv is None else argv
     setup_logging(verbose="--verbose" in args or "-v" in args)
+    terminated = terminate_as_interrupt()
     try:
         app(args=argv, standalone_mode=False)
     except TunelabError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1
+    except Stopped as exc:
+        typer.echo(str(exc), err=True)
+        return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
+        typer.echo("stopped by SIGTERM" if terminated.get("signal") else "interrupted", err=True)
+        return 143 if terminated.get("signal") else 130
     except Exception as exc:  # click's usage errors (typer >= 0.29 ships its own copy of click)
         clicks = _click_modules()
         if isinstance(exc, tuple(m.exceptions.ClickException for m in clicks)):
@@ -128,6 +132,22 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     return 0
+
+
+def terminate_as_interrupt() -> dict:
+    """SIGTERM (kill, docker stop, a scheduler's preemption) stops a command the way Ctrl-C does, through the
+    same clean-up, instead of ending the process at once; the dict it returns says whether it came."""
+    import signal
+    import threading
+
+    seen: dict = {}
+    if threading.current_thread() is threading.main_thread():
+        def handle(number, frame):
+            seen["signal"] = number
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handle)
+    return seen
 
 
 def _click_modules() -> list:

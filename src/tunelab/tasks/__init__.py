@@ -94,7 +94,25 @@ def load_task_data(spec: "DataSpec") -> "TaskData":
     data = task.read(spec, splits)
     logger.info("data: %d training and %d validation rows from %s (%s)", len(data.train), len(data.validation),
                 spec.source, task.name)
+    shared = overlap(data)
+    if shared:
+        logger.warning("%d of the %d validation rows are also training rows (the same inputs and labels): every "
+                       "figure measured on them flatters the model; remove them from one side", shared,
+                       len(data.validation))
     return data
+
+
+def overlap(data: "TaskData") -> int:
+    """How many validation rows are training rows too (every column the same but a row's number in its file)."""
+    import json
+
+    def keys(frame) -> list[str]:
+        columns = [c for c in frame.columns if c != "row"]
+        return [json.dumps([value.tolist() if hasattr(value, "tolist") else value for value in row], default=str)
+                for row in frame[columns].itertuples(index=False, name=None)]
+
+    seen = set(keys(data.train))
+    return sum(key in seen for key in keys(data.validation))
 
 
 def task_for_config(config) -> "Task":

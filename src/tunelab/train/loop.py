@@ -15,15 +15,16 @@ from typing import Any, Iterator
 import torch
 
 from tunelab.card import CURVES
-from tunelab.checkpoint import (append_jsonl, atomic_write_text, attach_curves, latest_state, prepare_run_dir,
-                                save_checkpoint)
+from tunelab.checkpoint import (append_jsonl, atomic_write_text, attach_curves, free_bytes, latest_state, megabytes,
+                                prepare_run_dir, save_checkpoint, writing)
 from tunelab.collate import IGNORE, ROW_INDEX, by_row, model_inputs
-from tunelab.errors import TunelabError
+from tunelab.errors import Stopped, TunelabError
 from tunelab.metrics import is_better
 from tunelab.train.config import TrainConfig, check_mixed_precision
 from tunelab.train.optim import clip_gradients, rate_now
 from tunelab import tracking
 from tunelab.train.setup import Setup, checkpoint_info, configure_threads, describe, model_card, run_record, setup, start_run_folder
+from tunelab.train.interrupt import StopRequest, exit_code
 from tunelab.train.state import STATE_DIR, TrainState, check_state_processes, restore, save_state
 
 logger = logging.getLogger(__name__)
@@ -125,25 +126,51 @@ def train(config: TrainConfig, data=None, resume: bool = False) -> TrainResult:
     With `resume`, continue the run in `config.output` from its newest training state:
     the same batches in the same order, the same random numbers, the same result.
     """
-    run = start(config, data, resume)
-    ledger = Ledger(run)
-    keeper = Keeper(run, on_done=ledger.paused)
-    stop = False
-    if config.eval_before and run.state.step == 0 and not resume:
-        keeper.evaluate()  # the starting point; best/ keeps it unless training improves on it
-    for step in optimizer_steps(run.s, run.state, ledger.due):
-        ledger.stepped(step)
-        if evaluates_at(run, step):
-            stop = keeper.evaluate()
-        if stop or run.state.step >= run.s.total_steps:  # the one place that decides to stop
-            break
-        if step.epoch_end or (config.save_every and run.state.step % config.save_every == 0):
-            save_state(run.run_dir, run.state, run.s.accelerator, run.s.model, run.s.optimizer, run.s.scheduler,
-                       config.keep_states)
-    if config.eval_every and run.state.step % config.eval_every != 0 and not stop:
-        keeper.evaluate()
+    with StopRequest() as interrupt:
+        run = start(config, data, resume)
+        ledger = Ledger(run)
+        keeper = Keeper(run, on_done=ledger.paused)
+        stop = False
+        if config.eval_before and run.state.step == 0 and not resume:
+            keeper.evaluate()  # the starting point; best/ keeps it unless training improves on it
+        for step in optimizer_steps(run.s, run.state, ledger.due):
+            ledger.stepped(step)
+            if evaluates_at(run, step):
+                stop = keeper.evaluate()
+            if stop or run.state.step >= run.s.total_steps:  # the one place that decides to stop
+                break
+            if step.epoch_end or (config.save_every and run.state.step % config.save_every == 0):
+                with run.writes(run.run_dir / STATE_DIR, state=True):
+                    save_state(run.run_dir, run.state, run.s.accelerator, run.s.model, run.s.optimizer,
+                               run.s.scheduler, config.keep_states)
+            signal_number = interrupt.requested(run.s.accelerator)
+            if signal_number:
+                interrupted(run, signal_number, time.perf_counter() - run.started, ledger.eval_seconds)
+        if config.eval_every and run.state.step % config.eval_every != 0 and not stop:
+            keeper.evaluate()
+        run.progress.close()
+        return finish(run, time.perf_counter() - run.started, ledger.eval_seconds)
+
+
+def interrupted(run: "Run", signal_number: int, elapsed: float, eval_seconds: float) -> None:
+    """Stop at the step every process has finished: save a training state, write summary.json (status
+    interrupted) and raise Stopped with the command that continues the run."""
+    import signal
+
+    s, state = run.s, run.state
+    with run.writes(run.run_dir / STATE_DIR, state=True):
+        save_state(run.run_dir, state, s.accelerator, s.model, s.optimizer, s.scheduler, s.config.keep_states)
     run.progress.close()
-    return finish(run, time.perf_counter() - run.started, ledger.eval_seconds)
+    if s.accelerator.is_main_process:
+        summary = {"status": "interrupted", "steps": state.step, "total_steps": s.total_steps,
+                   "train_seconds": elapsed, "samples_per_second": (state.seen - run.seen_before[0]) /
+                   max(elapsed - eval_seconds, 1e-9), "best_metrics": state.best_metrics, "best_step": state.best_step,
+                   "signal": signal.Signals(signal_number).name}
+        atomic_write_text(run.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    s.accelerator.end_training()
+    raise Stopped(f"interrupted ({signal.Signals(signal_number).name}) after step {state.step} of {s.total_steps}: "
+                  f"the training state is saved; continue with: tunelab train --resume {run.run_dir}",
+                  exit_code(signal_number))
 
 
 @dataclass
@@ -168,6 +195,14 @@ class Run:
         if self.main:
             append_jsonl(self.run_dir / "metrics.jsonl", record)
         tracking.log(self.s.accelerator, record)
+
+    def writes(self, folder: Path, state: bool = False):
+        """Around a write of `folder` (a checkpoint; a training state with `state`): a disk that is full,
+        read-only or not ours ends the run with one line that says what it needed and what was kept."""
+        needed = model_bytes(self.s.accelerator.unwrap_model(self.s.model)) * (3 if state else 1)
+        kept = ("the checkpoints and training states written before are kept; free space, then continue with: "
+                f"tunelab train --resume {self.run_dir} (or --overwrite, when no training state was written yet)")
+        return writing(folder, needed, kept)
 
     def say(self, message: str) -> None:
         """A line on stderr, above the progress bar when there is one."""
@@ -209,11 +244,29 @@ def start(config: TrainConfig, data, resume: bool) -> Run:
     elif accelerator.is_main_process:
         start_run_folder(s, run_dir)
     tracking.start(accelerator, run_record(s, run_dir))
+    if accelerator.is_main_process:
+        check_room(s, run_dir)
     logger.info("training %s (%s) on %d rows: %s", s.model_name, s.task.name, len(s.data.train), describe(s))
     progress = tqdm(total=s.total_steps, initial=state.step, desc="train", dynamic_ncols=True, mininterval=1.0,
                     disable=not (config.progress and accelerator.is_local_main_process))
     s.model.train()
     return Run(s, state, history, run_dir, progress, time.perf_counter(), (state.seen, state.tokens))
+
+
+def model_bytes(model) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def check_room(s: Setup, run_dir: Path) -> None:
+    """Warn, with both figures, when the output's filesystem has less free space than the run will write:
+    best/ and last/, and the training states it keeps (weights, and AdamW's two moments)."""
+    size = model_bytes(s.accelerator.unwrap_model(s.model))
+    needed = 2 * size + s.config.keep_states * 3 * size
+    free = free_bytes(run_dir)
+    if free < needed:
+        logger.warning("%s has %s free, but the run will write about %s (best/ and last/ of %s each, up to %d "
+                       "training states of %s); free space, --keep-states 1 or another --output", run_dir,
+                       megabytes(free), megabytes(needed), megabytes(size), s.config.keep_states, megabytes(3 * size))
 
 
 def evaluates_at(run: Run, step: Step) -> bool:
@@ -308,9 +361,10 @@ class Keeper:
         state.best_per_class = scores.details.get("per_class")
         s.accelerator.wait_for_everyone()
         if run.main:
-            save_checkpoint(s.accelerator.unwrap_model(s.model), s.tokenizer, run.run_dir / "best",
-                            checkpoint_info(s, step=state.step, epoch=epoch, metrics=metrics, metric=s.metric),
-                            model_card(s, run.run_dir, metrics, state.step, scores.details.get("per_class")))
+            with run.writes(run.run_dir / "best"):
+                save_checkpoint(s.accelerator.unwrap_model(s.model), s.tokenizer, run.run_dir / "best",
+                                checkpoint_info(s, step=state.step, epoch=epoch, metrics=metrics, metric=s.metric),
+                                model_card(s, run.run_dir, metrics, state.step, scores.details.get("per_class")))
 
 
 def write_samples(run_dir: Path, step: int, samples: list[dict]) -> None:
@@ -329,8 +383,9 @@ def finish(run: Run, elapsed: float, eval_seconds: float) -> TrainResult:
     accelerator.wait_for_everyone()
     last = last_evaluation(run.history, state.step)
     if accelerator.is_main_process:
-        save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "last",
-                        checkpoint_info(s, step=state.step), model_card(s, run_dir, *last))
+        with run.writes(run_dir / "last"):
+            save_checkpoint(accelerator.unwrap_model(s.model), s.tokenizer, run_dir / "last",
+                            checkpoint_info(s, step=state.step), model_card(s, run_dir, *last))
     training = max(elapsed - eval_seconds, 1e-9)
     result = TrainResult(
         run_dir=run_dir, best_dir=run_dir / "best", last_dir=run_dir / "last", metric=s.metric,

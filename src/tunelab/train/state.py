@@ -51,14 +51,18 @@ def save_state(run_dir: Path, state: TrainState, accelerator, model, optimizer, 
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    save_rng(staging / f"rng-{accelerator.process_index}.pt")
-    if accelerator.is_main_process:
-        save_model(accelerator.unwrap_model(model), str(staging / "model.safetensors"))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-        record = dataclasses.asdict(state)
-        record["num_processes"] = accelerator.num_processes
-        (staging / "trainer_state.json").write_text(json.dumps(record), encoding="utf-8")
+    try:
+        save_rng(staging / f"rng-{accelerator.process_index}.pt")
+        if accelerator.is_main_process:
+            save_model(accelerator.unwrap_model(model), str(staging / "model.safetensors"))
+            torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+            torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+            record = dataclasses.asdict(state)
+            record["num_processes"] = accelerator.num_processes
+            (staging / "trainer_state.json").write_text(json.dumps(record), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a half-written state never stays
+        raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if (folder / name).exists():  # the same step saved again after a resume

@@ -1,0 +1,90 @@
+"""Ctrl-C and SIGTERM during `tunelab train`, through the installed console script: the step under way
+finishes, a training state is saved, one line says how to go on, the exit code is 130 or 143, and
+`--resume` ends with the weights of a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import sentiment_rows
+
+TUNELAB = str(Path(sys.executable).with_name("tunelab"))
+
+
+def train_command(data, model, run) -> list[str]:
+    return [TUNELAB, "train", "--data", str(data), "--model", str(model), "--output", str(run), "--max-steps", "300",
+            "--batch-size", "4", "--logging-steps", "1", "--threads", "1", "--no-progress", "--lr", "1e-3"]
+
+
+def weights(checkpoint: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory, tiny_bert):
+    folder = tmp_path_factory.mktemp("interrupt")
+    pd.DataFrame(sentiment_rows(400, seed=3)).to_csv(folder / "data.csv", index=False)
+    done = subprocess.run(train_command(folder / "data.csv", tiny_bert, folder / "straight"), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return folder, tiny_bert, weights(folder / "straight" / "last")
+
+
+def wait_for_step(run: Path, process, step: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").exists() else []
+        if any(json.loads(line).get("step", 0) >= step for line in lines if line.strip()):
+            return
+        time.sleep(0.02)
+    raise AssertionError("training did not reach the step")
+
+
+@pytest.mark.parametrize("number,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_the_state_and_resume_ends_with_the_uninterrupted_weights(setting, number, code):
+    folder, model, expected = setting
+    run = folder / f"run-{number}"
+    process = subprocess.Popen(train_command(folder / "data.csv", model, run), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for_step(run, process, 20)
+    process.send_signal(number)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    summary = json.loads((run / "summary.json").read_text())
+    step = summary["steps"]
+    assert 20 <= step < 300 and summary["status"] == "interrupted"
+    name = signal.Signals(number).name
+    assert err.strip().splitlines()[-1] == (f"interrupted ({name}) after step {step} of 300: the training state is "
+                                            f"saved; continue with: tunelab train --resume {run}")
+    assert "Traceback" not in err and out == ""
+    assert (run / "state" / f"step-{step:08d}" / "trainer_state.json").exists()
+    resumed = subprocess.run([TUNELAB, "train", "--resume", str(run), "--no-progress"], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    got = weights(run / "last")
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+    assert "status" not in json.loads((run / "summary.json").read_text())  # finished now
+
+
+def test_runs_says_an_interrupted_run_can_be_resumed_at_its_step(setting, capsys):
+    from tunelab.runs import summarize
+
+    folder, _, _ = setting
+    interrupted = folder / "marked"
+    interrupted.mkdir()
+    (interrupted / "config.yaml").write_text((folder / "straight" / "config.yaml").read_text())
+    (interrupted / "summary.json").write_text(json.dumps({"status": "interrupted", "signal": "SIGTERM", "steps": 42,
+                                                          "train_seconds": 3.0, "samples_per_second": 9.0}))
+    assert summarize(interrupted).status == "interrupted by SIGTERM (resumable at step 42)"
