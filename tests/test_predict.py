@@ -222,12 +222,19 @@ def test_load_passes_its_options_on_and_names_what_it_could_not_load(trained_run
     assert str(error.value) == "backend must be one of auto, torch, onnx, got 'tpu'"
     broken = tmp_path / "broken"
     shutil.copytree(trained_run.best_dir, broken)
-    (broken / "config.json").write_text("{ not json", encoding="utf-8")
-    with pytest.raises(OSError) as raw:
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}', encoding="utf-8")
+    with pytest.raises(ValueError) as raw:
         AutoConfig.from_pretrained(broken)
     with pytest.raises(TunelabError) as error:
         tunelab.load(broken)
     assert str(error.value) == f"could not load the model in {broken}: {str(raw.value).splitlines()[0]}"
+    (broken / "config.json").write_text("{ not json", encoding="utf-8")
+    with pytest.raises(TunelabError) as error:
+        tunelab.load(broken)
+    assert str(error.value) == (
+        f"{broken / 'config.json'} is damaged (not valid JSON: Expecting property name enclosed in double quotes: "
+        "line 1 column 3 (char 2)): it was cut short or changed after it was saved; save the checkpoint again, or "
+        "use another one")
 
 
 def test_the_onnx_backend_exports_on_first_use_and_reuses_the_export(trained_run, tmp_path, caplog):
