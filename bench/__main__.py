@@ -21,6 +21,7 @@ BENCHMARKS = {
     "defaults": ("defaults", "tunelab's defaults against the Trainer recipe, dataset by dataset"),
     "qa": ("qa", "question answering against the run_qa.py recipe (SQuAD), and unanswerable questions"),
     "mc": ("mc", "multiple choice against the run_swag.py recipe (HellaSwag, DREAM), over seeds"),
+    "mc-padding": ("mc_padding", "how much of a multiple-choice batch is padding, by batch layout (no training)"),
     "sft": ("sft", "chat fine-tuning with LoRA against TRL's SFTTrainer (rotten-tomatoes questions)"),
     "lm-adapt": ("lm_adapt", "continued pre-training (perplexity before / after) and masked-LM adaptation (IMDb)"),
     "predict": ("predict_speed", "prediction speed against transformers.pipeline"),
