@@ -26,6 +26,7 @@ BENCHMARKS = {
     "lm-adapt": ("lm_adapt", "continued pre-training (perplexity before / after) and masked-LM adaptation (IMDb)"),
     "predict": ("predict_speed", "prediction speed against transformers.pipeline"),
     "serve": ("serve_load", "the server under load"),
+    "serve-drain": ("serve_drain", "the server stopped by SIGTERM under load: nothing sent before it lost"),
     "generate": ("generate_speed", "generation speed"),
     "packing": ("packing_step", "one training step on packed, grouped and random batches"),
     "batching": ("batching", "prediction batch layouts"),

@@ -54,6 +54,21 @@ def start(checkpoint: str, port: int, batch: int, wait_ms: float, backend: str) 
     return process
 
 
+async def post(reader, writer, text: str) -> tuple[bytes, bytes]:
+    """One POST /v1/classify of `text` on an open keep-alive connection, written and read by hand (the client
+    shares the machine's cores with the server, so it stays lean, as wrk would): the status code and body."""
+    body = json.dumps({"text": text}).encode()
+    writer.write(b"POST /v1/classify HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (HOST.encode(), len(body), body))
+    await writer.drain()
+    status = (await reader.readline()).split()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return (status[1] if len(status) > 1 else b""), await reader.readexactly(length)
+
+
 async def drive(port: int, texts: list[str], clients: int, requests: int, max_seconds: float) -> dict:
     """N keep-alive connections, each sending one request at a time, over raw asyncio streams.
 
@@ -70,20 +85,12 @@ async def drive(port: int, texts: list[str], clients: int, requests: int, max_se
         reader, writer = await asyncio.open_connection(HOST, port)
         try:
             while next_index < requests and time.monotonic() < deadline:
-                body = json.dumps({"text": texts[next_index % len(texts)]}).encode()
+                text = texts[next_index % len(texts)]
                 next_index += 1
                 counts["sent"] += 1
                 started = time.perf_counter()
-                writer.write(b"POST /v1/classify HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (HOST.encode(), len(body), body))
-                await writer.drain()
-                status = (await reader.readline()).split()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                answer = await reader.readexactly(length)
-                if len(status) > 1 and status[1] == b"200" and answer.count(b'"label"') == 1:
+                status, answer = await post(reader, writer, text)
+                if status == b"200" and answer.count(b'"label"') == 1:
                     counts["received"] += 1
                     latencies.append(time.perf_counter() - started)
                 else:

@@ -147,6 +147,41 @@ def test_killed_under_load_restarts_healthy_and_nothing_is_corrupt(trained_run, 
     assert digest(checkpoint) == before
 
 
+def test_sigterm_answers_every_request_received_refuses_new_ones_and_exits_0(trained_run):
+    import tunelab
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # A lone request waits --max-wait-ms for company in the batcher: a 3 s window in which it is in progress.
+    server = start_server(trained_run.best_dir, port, "--max-wait-ms", "3000", "--max-batch-size", "64")
+    answer = {}
+    early = threading.Thread(target=lambda: answer.update(
+        response=httpx.post(f"{url}/v1/classify", json={"text": "great superb fun"}, timeout=30)))
+    early.start()
+    in_progress = "tunelab_requests_in_progress 1.0"
+    deadline = time.monotonic() + 10
+    while in_progress not in httpx.get(f"{url}/metrics").text:
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.05)
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    server.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    health = httpx.get(f"{url}/healthz")
+    assert (health.status_code, health.json()) == (503, {"status": "draining"})
+    late = httpx.post(f"{url}/v1/classify", json={"text": "awful"})
+    assert (late.status_code, late.json()) == (503, {"error": "the server is shutting down: send the request "
+                                                              "again, to another server or after a restart"})
+    early.join(timeout=30)
+    assert server.wait(timeout=30) == 0
+    expected = tunelab.load(trained_run.best_dir).predict(["great superb fun"])[0]
+    assert answer["response"].status_code == 200
+    assert answer["response"].json()["predictions"][0]["label"] == expected.label
+    output = server.stdout.read().decode()
+    assert ("WARNING: SIGTERM: draining, 1 request(s) in progress; new requests get 503 and /healthz says "
+            "draining; a second signal stops at once") in output
+    assert "WARNING: drained: every request received was answered; exiting" in output
+
+
 def test_playground_in_headless_chromium(trained_run, tmp_path):
     with playground(trained_run.best_dir, "document.getElementById('model-info').textContent.includes('labels')",
                     height=900) as page:

@@ -250,6 +250,12 @@ CASES = {
         'cli/evaluate.py', '*option_parameters("evaluate", "the checkpoint\'s"),',
         '*option_parameters("predict", "the checkpoint\'s"),',
         ['tests/test_options.py::test_every_task_option_a_command_takes_comes_from_its_one_declaration']),
+    "server exits before draining": (
+        "serve/drain.py", "            if drain.done() and not stop:", "            if drain.draining and not stop:",
+        ["tests/test_serve_live.py::test_sigterm_answers_every_request_received_refuses_new_ones_and_exits_0"]),
+    "uvicorn's own SIGTERM": (
+        "serve/drain.py", "            drain.begin(signal.Signals(sig).name)", "            super().handle_exit(sig, frame)",
+        ["tests/test_serve_live.py::test_sigterm_answers_every_request_received_refuses_new_ones_and_exits_0"]),
 }
 
 

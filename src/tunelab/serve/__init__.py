@@ -35,11 +35,10 @@ def wait_until_healthy(process, url: str, timeout_s: float = 60.0) -> None:
 
 
 def serve(config: ServeConfig) -> None:
-    """Load the models and serve until interrupted."""
-    import uvicorn
+    """Load the models and serve until a signal, then until every request received is answered."""
+    from tunelab.serve.drain import run_until_drained
 
     app = create_app(config)
     logger.info("serving %s on http://%s:%d (playground at /, API docs at /docs)", config.checkpoint, config.host,
                 config.port)
-    # uvicorn picks up uvloop and httptools (dependencies), its faster event loop and HTTP parser.
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    run_until_drained(app, app.state.drain, config.host, config.port)

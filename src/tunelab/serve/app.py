@@ -85,6 +85,7 @@ def create_app(config, predictor=None, generator=None):
     from fastapi.exceptions import RequestValidationError
 
     from tunelab.predict import load
+    from tunelab.serve.drain import Drain
     from tunelab.serve.guard import Guard, Metrics
 
     config.check()
@@ -108,12 +109,15 @@ def create_app(config, predictor=None, generator=None):
                   description=f"{predictor.task.name} with a fine-tuned checkpoint ({predictor.task.endpoint}); "
                               "generate text (/v1/generate); attention maps (/v1/attention).")
     paths = {predictor.task.endpoint, "/v1/generate", "/v1/attention", "/v1/models", "/healthz", "/metrics", "/"}
+    drain = app.state.drain = Drain()
+    metrics.watch_drain(drain)
+    app.add_middleware(drain.wrap)  # inside the Guard: its 503s are counted too
     app.add_middleware(Guard, api_key=config.api_key, metrics=metrics, known_paths=paths)
     app.exception_handler(RequestValidationError)(invalid)
     add_predict_route(app, config, predictor, batcher)
     add_generate_route(app, config, generator)
     add_attention_route(app, config, predictor, batcher)
-    add_info_routes(app, config, predictor, generator, metrics)
+    add_info_routes(app, config, predictor, generator, metrics, drain)
     return app
 
 
@@ -239,13 +243,14 @@ def add_attention_route(app, config, predictor, batcher: MicroBatcher) -> None:
             return error(422, str(exc))
 
 
-def add_info_routes(app, config, predictor, generator, metrics) -> None:
+def add_info_routes(app, config, predictor, generator, metrics, drain) -> None:
     """/healthz, /v1/models, /metrics, the playground at / and its task views."""
     from fastapi.responses import HTMLResponse, Response
 
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok"}
+        # 503 while draining: a load balancer's health check then sends new traffic elsewhere
+        return json_response({"status": "draining"}, 503) if drain.draining else {"status": "ok"}
 
     @app.get("/v1/models")
     async def models():

@@ -25,9 +25,14 @@ class Metrics:
         self.batch_sizes = Histogram("tunelab_batch_size", "Rows per forward pass", registry=self.registry,
                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
         self.queued = Gauge("tunelab_queue_depth", "Requests waiting for a micro-batch", registry=self.registry)
+        self.in_progress = Gauge("tunelab_requests_in_progress", "/v1/ requests received and not yet answered",
+                                 registry=self.registry)
 
     def watch_queue(self, queue) -> None:
         self.queued.set_function(lambda: queue.qsize())
+
+    def watch_drain(self, drain) -> None:
+        self.in_progress.set_function(lambda: drain.active)
 
     def latest(self) -> bytes:
         from prometheus_client import generate_latest
