@@ -88,3 +88,41 @@ def test_runs_says_an_interrupted_run_can_be_resumed_at_its_step(setting, capsys
     (interrupted / "summary.json").write_text(json.dumps({"status": "interrupted", "signal": "SIGTERM", "steps": 42,
                                                           "train_seconds": 3.0, "samples_per_second": 9.0}))
     assert summarize(interrupted).status == "interrupted by SIGTERM (resumable at step 42)"
+
+
+def test_a_sweep_stopped_by_a_signal_marks_its_trial_stopped_and_resumes_it(setting):
+    import csv
+
+    folder, model, _ = setting
+    study = folder / "study"
+    shared = folder / "trial.yaml"
+    shared.write_text("max_steps: 120\nbatch_size: 4\nlogging_steps: 1\nthreads: 1\n")
+    command = [TUNELAB, "sweep", "--study", str(study), "--config", str(shared), "--data", str(folder / "data.csv"),
+               "--model", str(model), "--epochs", "1", "--learning-rates", "1e-3,3e-3", "--warmup-steps", "0",
+               "--weight-decays", "0", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = study / "trials" / "trial-000"
+    wait_for_step(first, process, 10)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (f"sweep stopped during trial 0, whose training state is saved in {first}; "
+                                            "run the same tunelab sweep command again to resume it")
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"INFO: trial 1 resumes trial 0 (stopped) in {first}\n" in done.stderr
+    assert f"INFO: resuming {first} at step {summary['steps']} (" in done.stderr  # not trained again from step 0
+    with open(study / "results.csv", newline="") as table:
+        rows = {row["trial"]: row for row in csv.DictReader(table)}
+    assert {n: row["state"] for n, row in rows.items()} == {"0": "stopped", "1": "complete", "2": "complete"}
+    # Trial 1 is trial 0's grid point, resumed in trial 0's folder; trial 2 is the other point.
+    assert rows["1"]["learning_rate"] == rows["0"]["learning_rate"] != rows["2"]["learning_rate"]
+    assert not (study / "trials" / "trial-001").exists() and (study / "trials" / "trial-002").is_dir()
+    straight = subprocess.run([TUNELAB, "train", "--config", str(first / "config.yaml"), "--output",
+                               str(folder / "straight-trial"), "--no-progress"], capture_output=True, text=True,
+                              timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    got, expected = weights(first / "last"), weights(folder / "straight-trial" / "last")
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)

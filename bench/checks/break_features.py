@@ -250,6 +250,13 @@ CASES = {
         'cli/evaluate.py', '*option_parameters("evaluate", "the checkpoint\'s"),',
         '*option_parameters("predict", "the checkpoint\'s"),',
         ['tests/test_options.py::test_every_task_option_a_command_takes_comes_from_its_one_declaration']),
+    "stopped trial restarted": (
+        "sweep.py", "outcome = run_trial(_trial_config(config.base, trial.params, output), resume=earlier is not None)",
+        "outcome = run_trial(_trial_config(config.base, trial.params, output))",
+        ["tests/test_interrupt.py::test_a_sweep_stopped_by_a_signal_marks_its_trial_stopped_and_resumes_it"]),
+    "stopped trial marked failed": (
+        "sweep.py", '    trial.set_user_attr("stopped", str(output))\n', "",
+        ["tests/test_interrupt.py::test_a_sweep_stopped_by_a_signal_marks_its_trial_stopped_and_resumes_it"]),
     "server exits before draining": (
         "serve/drain.py", "            if drain.done() and not stop:", "            if drain.draining and not stop:",
         ["tests/test_serve_live.py::test_sigterm_answers_every_request_received_refuses_new_ones_and_exits_0"]),

@@ -1,7 +1,8 @@
 """Hyperparameter sweeps: grid, random or Bayesian (TPE) search over the usual fine-tuning options.
 
 The study lives in SQLite (Optuna), so a killed sweep started again skips the
-trials that finished. Trials run here one after another (`local`), or on a
+trials that finished; a trial stopped by Ctrl-C or SIGTERM saved its training
+state and is resumed from it (locally). Trials run here one after another (`local`), or on a
 Ray cluster (`ray`, a local one when none is given): Optuna still proposes the
 trials and keeps the results, so both backends give the same table and files.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunelab.checkpoint import atomic_write_text
-from tunelab.errors import TunelabError, collect
+from tunelab.errors import Stopped, TunelabError, collect
 
 logger = logging.getLogger(__name__)
 
@@ -125,17 +126,40 @@ def _trial_config(base: dict, params: dict, output: Path) -> dict:
     return {**base, **params, "output": str(output), "overwrite": True, "progress": False}
 
 
-def run_trial(config: dict, threads: int | None = None) -> tuple[float, float, str]:
-    """Train one trial; return (metric value, seconds, metric name). Runs in-process or as a Ray task."""
+def run_trial(config: dict, threads: int | None = None, resume: bool = False) -> tuple[float, float, str]:
+    """Train one trial (with `resume`, continue the stopped run in config's output); return (metric value,
+    seconds, metric name). Runs in-process or as a Ray task."""
     import torch
 
-    from tunelab.train import TrainConfig, train
+    from tunelab.train import TrainConfig, resume_config, train
 
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    result = train(TrainConfig(**config))
+    if resume:
+        result = train(resume_config(config["output"], {"progress": config.get("progress", False)}), resume=True)
+    else:
+        result = train(TrainConfig(**config))
     return float(result.best_metrics[result.metric]), time.perf_counter() - started, result.metric
+
+
+def _params_key(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def _stopped_trials(study) -> dict[tuple, tuple[int, Path]]:
+    """Trials a signal stopped after saving their state, not resumed yet: their parameters -> (number, folder)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    resumed = {t.user_attrs["resumes"] for t in trials if "resumes" in t.user_attrs}
+    found = {}
+    for trial in trials:
+        folder = trial.user_attrs.get("stopped")
+        saved = folder and (Path(folder) / "state").is_dir()
+        if trial.state == TrialState.FAIL and saved and trial.number not in resumed:
+            found[_params_key(trial.params)] = (trial.number, Path(folder))
+    return found
 
 
 def _metric_direction(base: dict) -> tuple[str, str]:
@@ -218,6 +242,8 @@ def _proposer(config: SweepConfig, study, distributions):
     from optuna.trial import TrialState
 
     if config.method != "grid":
+        for params in _stopped_trials(study):
+            study.enqueue_trial(dict(params))  # proposed again first, and resumed (grid points come back anyway)
         return lambda: study.ask(distributions)
     finished = [t.params for t in study.get_trials(states=(TrialState.COMPLETE,))]
     names = list(config.space)
@@ -250,18 +276,36 @@ def _tell(study, trial, outcome) -> None:
 def _run_local(config: SweepConfig, propose, study, todo: int) -> None:
     from tunelab.progress import bar
 
+    stopped = _stopped_trials(study)
     with bar(todo, "sweep", unit="trial", enabled=config.progress) as progress:
         for _ in range(todo):
             trial = propose()
             output = Path(config.study_dir) / "trials" / f"trial-{trial.number:03d}"
+            earlier = stopped.pop(_params_key(trial.params), None)
+            if earlier is not None:
+                number, output = earlier
+                trial.set_user_attr("resumes", number)
+                logger.info("trial %d resumes trial %d (stopped) in %s", trial.number, number, output)
             try:
-                outcome = run_trial(_trial_config(config.base, trial.params, output))
+                outcome = run_trial(_trial_config(config.base, trial.params, output), resume=earlier is not None)
+            except Stopped as stop:
+                _stopped(study, trial, output, stop)
             except Exception as exc:  # noqa: BLE001 - recorded as a failed trial
                 outcome = exc
             _tell(study, trial, outcome)
             progress.update()
             if any(t.value is not None for t in study.get_trials(deepcopy=False)):
                 progress.set_postfix_str(f"best {study.best_value:.4f}")
+
+
+def _stopped(study, trial, output: Path, stop: Stopped) -> None:
+    """Mark a trial a signal stopped (its state saved) so the next start resumes it, and stop the sweep."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("stopped", str(output))
+    study.tell(trial, state=TrialState.FAIL)
+    raise Stopped(f"sweep stopped during trial {trial.number}, whose training state is saved in {output}; run "
+                  "the same tunelab sweep command again to resume it", stop.exit_code) from None
 
 
 def _run_ray(config: SweepConfig, propose, study, todo: int) -> None:
@@ -307,8 +351,9 @@ def _report(config: SweepConfig, study) -> SweepResult:
     for trial in study.get_trials(deepcopy=False):
         if trial.state in (TrialState.COMPLETE, TrialState.FAIL):
             metric = trial.user_attrs.get("metric", metric)
+            state = "stopped" if trial.user_attrs.get("stopped") else trial.state.name.lower()
             rows.append(TrialResult(trial.number, trial.value, dict(trial.params), trial.user_attrs.get("seconds"),
-                                    trial.state.name.lower()))
+                                    state))
     sign = -1 if direction == "maximize" else 1
     rows.sort(key=lambda r: (r.value is None, sign * (r.value or 0), r.number))
     folder = Path(config.study_dir)
