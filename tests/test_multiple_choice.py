@@ -127,7 +127,7 @@ def test_a_long_context_is_cut_from_its_start_the_choices_whole_and_the_cut_coun
      "row 2: the label 'D' names none of its 2 choices; give an index 0-1, a letter A-B or a choice's text"),
     ({"context": "x", "choices": ["great", "bad", "great"], "label": 0},
      "row 2: the choice 'great' is given twice; a row's choices must differ"),
-])
+], ids=["no-choices", "one-choice", "label-names-no-choice", "duplicate-choices"])
 def test_bad_rows_are_refused_with_one_line_naming_the_row(tmp_path, capsys, row, expected):
     good = {"context": "the movie", "choices": ["great fun", "awful"], "label": 0}
     path = tmp_path / "items.jsonl"

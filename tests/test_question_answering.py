@@ -208,7 +208,7 @@ def test_squad_json_flat_rows_and_hub_answers_read_to_the_same_examples(tmp_path
      "row 2: the question is empty; write the question or drop the row"),
     ({"context": "", "question": "where", "answer": "cat"},
      "row 2: the context is empty or missing; give every question its context"),
-])
+], ids=["answer-not-in-context", "empty-question", "no-context"])
 def test_bad_rows_are_refused_with_their_row_number(tmp_path, capsys, row, expected):
     good = {"context": "the dog ran to paris", "question": "where did it run", "answer": "paris"}
     path = tmp_path / "qa.csv"

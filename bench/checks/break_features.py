@@ -221,7 +221,7 @@ CASES = {
     'QA: answer not in context accepted': (
         'tasks/question_answering.py', '        if where_found is None:\n',
         '        if False:\n',
-        ['tests/test_question_answering.py::test_bad_rows_are_refused_with_their_row_number']),
+        ['tests/test_question_answering.py::test_bad_rows_are_refused_with_their_row_number[answer-not-in-context]']),
     'QA: long question unchecked': (
         'tasks/question_answering.py', 'long = [i for i, n in enumerate(lengths) if n > allowed]',
         'long = []',
@@ -245,11 +245,11 @@ CASES = {
     'MC: duplicate choices accepted': (
         'tasks/multiple_choice.py', '        if choice.strip() in seen:',
         '        if False:',
-        ['tests/test_multiple_choice.py::test_bad_rows_are_refused_with_one_line_naming_the_row']),
+        ['tests/test_multiple_choice.py::test_bad_rows_are_refused_with_one_line_naming_the_row[duplicate-choices]']),
     "evaluate's options not the tasks'": (
         'cli/evaluate.py', '*option_parameters("evaluate", "the checkpoint\'s"),',
         '*option_parameters("predict", "the checkpoint\'s"),',
-        ['tests/test_options.py::test_every_task_option_a_command_takes_comes_from_its_one_declaration']),
+        ['tests/test_options.py::test_every_task_option_a_command_takes_comes_from_its_one_declaration[evaluate]']),
     "stopped trial restarted": (
         "sweep.py", "outcome = run_trial(_trial_config(config.base, trial.params, output), resume=earlier is not None)",
         "outcome = run_trial(_trial_config(config.base, trial.params, output))",
