@@ -221,3 +221,27 @@ def test_a_full_disk_mid_run_is_one_line_and_the_earlier_checkpoint_stays_loadab
     from tunelab.predict import load
 
     assert load(run / "best").predict(["good fun"])[0].label in ("positive", "negative")  # the first save, whole
+
+
+def test_a_full_disk_during_export_is_one_line_and_leaves_the_checkpoint_as_it_was(trained_run, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import errno
+    import re
+    import shutil
+
+    from tunelab import export
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(trained_run.best_dir, checkpoint)
+    before = sorted(p.name for p in checkpoint.iterdir())
+
+    def trace(source, target):
+        Path(target).write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "trace", trace)
+    line = fails(["export", checkpoint], capsys)
+    assert re.fullmatch(rf"error: could not write {re.escape(str(checkpoint / 'onnx'))}: no space left on the device "
+                        r"\(it needs about \d+ MB, [\d.]+ (MB|GB) free\); the checkpoint and any earlier export are "
+                        r"as they were", line), line
+    assert sorted(p.name for p in checkpoint.iterdir()) == before  # no staging folder, no onnx/

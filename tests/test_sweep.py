@@ -128,3 +128,30 @@ def test_sweep_over_class_weights_and_long_text(sentiment_csv, tiny_bert, tmp_pa
                       for c in (yaml.safe_load(p.read_text()) for p in (tmp_path / "s" / "trials").glob("*/config.yaml")))
     assert resolved == [("balanced", "truncate", True), ("balanced", "windows", True), ("none", "truncate", False),
                         ("none", "windows", False)]
+
+
+def test_a_full_disk_while_writing_the_table_is_one_line_and_a_rerun_finishes(sentiment_csv, tiny_bert, tmp_path,
+                                                                              capsys, monkeypatch):
+    import errno
+    import re
+
+    from tunelab import sweep
+
+    study = tmp_path / "study"
+    real = sweep.atomic_write_text
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sweep, "atomic_write_text", full)
+    args = ["sweep", "--study", study, "--data", sentiment_csv, "--model", tiny_bert, "--epochs", "1",
+            "--learning-rates", "1e-3", "--warmup-steps", "0", "--weight-decays", "0", "--no-progress"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert re.fullmatch(rf"error: could not write {re.escape(str(study))}: no space left on the device \(it needs "
+                        r"about 1 MB, [\d.]+ (MB|GB) free\); the trials finished so far are kept in the study; free "
+                        r"space, then run the same command again", err.strip().splitlines()[-1]), err
+    monkeypatch.setattr(sweep, "atomic_write_text", real)
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert [(r["trial"], r["state"]) for r in read_table(study / "results.csv")] == [("0", "complete")]

@@ -257,6 +257,16 @@ CASES = {
     "stopped trial marked failed": (
         "sweep.py", '    trial.set_user_attr("stopped", str(output))\n', "",
         ["tests/test_interrupt.py::test_a_sweep_stopped_by_a_signal_marks_its_trial_stopped_and_resumes_it"]),
+    "export's full disk a traceback": (
+        "export.py", '    with writing(checkpoint / ONNX_DIR, int(needed), "the checkpoint and any earlier export are as they '
+        'were"):\n        return _export(checkpoint, quantize, progress)',
+        "    return _export(checkpoint, quantize, progress)",
+        ["tests/test_errors.py::test_a_full_disk_during_export_is_one_line_and_leaves_the_checkpoint_as_it_was"]),
+    "sweep's full disk a traceback": (
+        "sweep.py", "from tunelab.checkpoint import atomic_write_text, writing\n",
+        "from contextlib import nullcontext\n\nfrom tunelab.checkpoint import atomic_write_text\n\n"
+        "def writing(folder, needed, kept):\n    return nullcontext()\n",
+        ["tests/test_sweep.py::test_a_full_disk_while_writing_the_table_is_one_line_and_a_rerun_finishes"]),
     "server exits before draining": (
         "serve/drain.py", "            if drain.done() and not stop:", "            if drain.draining and not stop:",
         ["tests/test_serve_live.py::test_sigterm_answers_every_request_received_refuses_new_ones_and_exits_0"]),

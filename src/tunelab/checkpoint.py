@@ -27,6 +27,8 @@ def write_failure(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno in FAILED_WRITES:
         return FAILED_WRITES[exc.errno]
     text = str(exc)
+    if "database or disk is full" in text:  # SQLite's words (a sweep's study), through SQLAlchemy
+        return FAILED_WRITES[errno.ENOSPC]
     return next((reason for number, reason in FAILED_WRITES.items() if f"(os error {number})" in text), None)
 
 

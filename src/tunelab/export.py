@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab.checkpoint import writing
 from tunelab.errors import TunelabError
 from tunelab.modeling import check_checkpoint
 
@@ -46,6 +47,13 @@ def export_onnx(checkpoint: str | Path, quantize: bool = True, progress: bool = 
     checkpoint = check_checkpoint(checkpoint)
     for stale in checkpoint.glob(".onnx.tmp.*"):  # left by an export that was killed
         shutil.rmtree(stale, ignore_errors=True)
+    # About the weights in fp32, and a quarter more for the int8 copy.
+    needed = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors")) * (5 / 4 if quantize else 1)
+    with writing(checkpoint / ONNX_DIR, int(needed), "the checkpoint and any earlier export are as they were"):
+        return _export(checkpoint, quantize, progress)
+
+
+def _export(checkpoint: Path, quantize: bool, progress: bool) -> Path:
     from tunelab.progress import bar
 
     staging = Path(tempfile.mkdtemp(dir=checkpoint, prefix=".onnx.tmp."))

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunelab.checkpoint import atomic_write_text
+from tunelab.checkpoint import atomic_write_text, writing
 from tunelab.errors import Stopped, TunelabError, collect
 
 logger = logging.getLogger(__name__)
@@ -229,10 +229,13 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     todo = max(config.total_trials - done, 0)
     logger.info("sweep %s: %d of %d trials finished, %d to run (%s, %s backend)", folder, done,
                 config.total_trials, todo, config.method, config.backend)
-    if todo:
-        runner = _run_ray if config.backend == "ray" else _run_local
-        runner(config, _proposer(config, study, distributions), study, todo)
-    return _report(config, study)
+    # A trial's own writes say so themselves (train); this covers the study, results.csv, the plot, best.yaml.
+    with writing(folder, 1 << 20, "the trials finished so far are kept in the study; free space, then run the "
+                                  "same command again"):
+        if todo:
+            runner = _run_ray if config.backend == "ray" else _run_local
+            runner(config, _proposer(config, study, distributions), study, todo)
+        return _report(config, study)
 
 
 def _proposer(config: SweepConfig, study, distributions):
