@@ -97,12 +97,12 @@ def run_trainer(args) -> dict:
     data = load(spec, args, scored_on)
     path = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if data.task == "regression":
+    if data.task.name == "regression":
         head = {"num_labels": 1}
     else:
         names = data.label_names
         head = {"num_labels": len(names), "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-        if data.task == "multi-label":
+        if data.task.name == "multi-label":
             head["problem_type"] = "multi_label_classification"
     model = AutoModelForSequenceClassification.from_pretrained(path, **head)
     pairs = "text_pair" in data.train
@@ -110,7 +110,7 @@ def run_trainer(args) -> dict:
     def tokenize(batch):
         encoded = tokenizer(batch["text"], batch["text_pair"] if pairs else None, truncation=True,
                             max_length=TRAINER["max_length"])
-        encoded["labels"] = ([[float(v) for v in row] for row in batch["label"]] if data.task == "multi-label"
+        encoded["labels"] = ([[float(v) for v in row] for row in batch["label"]] if data.task.name == "multi-label"
                              else batch["label"])
         return encoded
 
@@ -126,12 +126,12 @@ def run_trainer(args) -> dict:
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
     trainer.train()
     predictions = trainer.predict(dev).predictions
-    if data.task == "multi-label":
+    if data.task.name == "multi-label":
         metrics = set_metrics(sigmoid(predictions) >= 0.5, np.array(data.validation["label"].tolist(), dtype=int))
     else:
         metrics = compute_metrics(predictions, data.validation["label"].to_numpy(), head["num_labels"])
     return {"variant": "Trainer recipe", "wall_s": time.perf_counter() - started, "last": metrics,
-            "train_rows": len(data.train), "validation_rows": len(data.validation), "task": data.task}
+            "train_rows": len(data.train), "validation_rows": len(data.validation), "task": data.task.name}
 
 
 def run_tunelab(args) -> dict:
@@ -181,7 +181,8 @@ def score_held_out(checkpoint: Path, data) -> dict:
     frame = data.validation
     pairs = frame["text_pair"].astype(str).tolist() if "text_pair" in frame else None
     probabilities = sigmoid(predictor.logits(frame["text"].astype(str).tolist(), pairs))
-    predicted = probabilities >= predictor.task.thresholds(predictor)
+    predicted = probabilities >= predictor.task.thresholds(predictor.label_names, predictor.model.config,
+                                                           predictor.options)
     return set_metrics(predicted, np.array(frame["label"].tolist(), dtype=int))
 
 

@@ -30,7 +30,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
               ("model_gflops", "model GFLOP/s", ".1f"), ("mfu", "MFU", ".1%"), ("peak_rss_mb", "peak RSS MB", ".0f")],
     "ner": [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"), ("speedup", "vs Trainer", ".2f"),
             ("f1", "entity F1", ".4f"), ("precision", "precision", ".4f"), ("recall", "recall", ".4f"),
-            ("word_accuracy", "word accuracy", ".4f"), ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"),
+            ("accuracy", "word accuracy", ".4f"), ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"),
             ("peak_rss_mb", "peak RSS MB", ".0f")],
     "multilabel": [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"),
                    ("speedup", "vs script default", ".2f"), ("speedup_dynamic", "vs dynamic padding", ".2f"),
