@@ -126,3 +126,50 @@ def test_a_sweep_stopped_by_a_signal_marks_its_trial_stopped_and_resumes_it(sett
     assert straight.returncode == 0, straight.stderr
     got, expected = weights(first / "last"), weights(folder / "straight-trial" / "last")
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+
+
+def read_until(fd: int, marker: bytes, process, seconds: float = 120, times: int = 1) -> bytes:
+    """What the process wrote to the terminal `fd` until `marker` appeared `times` times (or it ended)."""
+    import os
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + seconds
+    while seen.count(marker) < times and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the terminal's other end closed: the process ended
+                break
+    return seen
+
+
+@pytest.mark.parametrize("number,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_predict_on_a_file_stops_on_a_signal_with_its_code_and_one_line(setting, tmp_path, number, code):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    folder, _, _ = setting
+    lines = tmp_path / "many.txt"
+    lines.write_text("\n".join(f"a great film number {i}" for i in range(20_000)) + "\n")
+    # stderr on a terminal shows the progress bar: the signal comes once prediction is under way (the bar
+    # drawn a second time: its first batches done).
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 0-column one shows no bar
+    process = subprocess.Popen([TUNELAB, "predict", str(folder / "straight" / "best"), "--input", str(lines),
+                                "--backend", "torch"], stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    started = read_until(main, b"predict:", process, times=2)
+    assert process.poll() is None and started.count(b"predict:") == 2, started
+    process.send_signal(number)
+    rest = read_until(main, b"\x00", process)  # everything, to the end
+    out, _ = process.communicate(timeout=60)
+    os.close(main)
+    err = (started + rest).decode().replace("\r\n", "\n")
+    assert process.returncode == code, err
+    last = err.strip().splitlines()[-1].split("\r")[-1]
+    assert last == f"interrupted ({signal.Signals(number).name}) before the command finished"
+    assert "Traceback" not in err and out == b""

@@ -110,9 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     args = sys.argv[1:] if argv is None else argv
     setup_logging(verbose="--verbose" in args or "-v" in args)
-    terminated = terminate_as_interrupt()
+    signals = record_signals()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            # typer turns a KeyboardInterrupt inside a command (Ctrl-C, or SIGTERM through record_signals)
+            # into exit code 130, returned rather than raised: say so, and give the signal's own code.
+            return _interrupted(signals)
     except TunelabError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1
@@ -120,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(str(exc), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("stopped by SIGTERM" if terminated.get("signal") else "interrupted", err=True)
-        return 143 if terminated.get("signal") else 130
+        return _interrupted(signals)
     except Exception as exc:  # click's usage errors (typer >= 0.29 ships its own copy of click)
         clicks = _click_modules()
         if isinstance(exc, tuple(m.exceptions.ClickException for m in clicks)):
@@ -134,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def terminate_as_interrupt() -> dict:
-    """SIGTERM (kill, docker stop, a scheduler's preemption) stops a command the way Ctrl-C does, through the
-    same clean-up, instead of ending the process at once; the dict it returns says whether it came."""
+def record_signals() -> dict:
+    """Ctrl-C and SIGTERM (kill, docker stop, a scheduler's preemption) stop a command through the same
+    clean-up, a KeyboardInterrupt, instead of ending the process at once; the dict it returns holds the
+    signal that came. (Training sets its own handlers while it runs: it stops after the step under way.)"""
     import signal
     import threading
 
@@ -146,8 +150,19 @@ def terminate_as_interrupt() -> dict:
             seen["signal"] = number
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, handle)
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, handle)
     return seen
+
+
+def _interrupted(signals: dict) -> int:
+    """One line for a command a signal stopped (nothing was written: output comes at the end), and the
+    code a shell expects of it: 128 + the signal's number."""
+    import signal
+
+    number = signals.get("signal", signal.SIGINT)  # a second Ctrl-C in training comes through its own handler
+    typer.echo(f"interrupted ({signal.Signals(number).name}) before the command finished", err=True)
+    return 128 + int(number)
 
 
 def _click_modules() -> list:
