@@ -144,8 +144,10 @@ def read_until(fd: int, marker: bytes, process, seconds: float = 120, times: int
     return seen
 
 
-@pytest.mark.parametrize("number,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_predict_on_a_file_stops_on_a_signal_with_its_code_and_one_line(setting, tmp_path, number, code):
+# Both signals and both commands go through the same handler: two runs cover them (each costs a process start).
+@pytest.mark.parametrize("command,number,code", [("predict", signal.SIGTERM, 143), ("evaluate", signal.SIGINT, 130)])
+def test_predict_and_evaluate_on_a_file_stop_on_a_signal_with_its_code_and_one_line(setting, tmp_path, command,
+                                                                                      number, code):
     import fcntl
     import os
     import pty
@@ -153,14 +155,15 @@ def test_predict_on_a_file_stops_on_a_signal_with_its_code_and_one_line(setting,
     import termios
 
     folder, _, _ = setting
-    lines = tmp_path / "many.txt"
-    lines.write_text("\n".join(f"a great film number {i}" for i in range(20_000)) + "\n")
+    lines = tmp_path / "many.csv"  # predict reads its text column, evaluate its texts and labels
+    pd.DataFrame(sentiment_rows(20_000, seed=5)).to_csv(lines, index=False)
     # stderr on a terminal shows the progress bar: the signal comes once prediction is under way (the bar
     # drawn a second time: its first batches done).
     main, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 0-column one shows no bar
-    process = subprocess.Popen([TUNELAB, "predict", str(folder / "straight" / "best"), "--input", str(lines),
-                                "--backend", "torch"], stdout=subprocess.PIPE, stderr=terminal)
+    given = ["--input", str(lines)] if command == "predict" else [str(lines)]
+    process = subprocess.Popen([TUNELAB, command, str(folder / "straight" / "best"), *given, "--backend", "torch"],
+                               stdout=subprocess.PIPE, stderr=terminal)
     os.close(terminal)
     started = read_until(main, b"predict:", process, times=2)
     assert process.poll() is None and started.count(b"predict:") == 2, started
