@@ -186,6 +186,57 @@ def test_packed_causal_rows_give_the_padded_loss(tiny_llama):
     assert not packing_matches(model, rows, PackingCollator(2))  # attending forward is caught
 
 
+def lm_batch(task_name: str, model_path: str, seed: int) -> tuple:
+    """A padded batch of three rows of different lengths with labels at some positions, and its model."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from tunelab.collate import Collator
+
+    model = (AutoModelForCausalLM if task_name == "causal-lm" else AutoModelForMaskedLM).from_pretrained(model_path)
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for length in (9, 5, 12):
+        ids = torch.randint(5, model.config.vocab_size, (length,), generator=generator).tolist()
+        labels = [t if torch.rand(1, generator=generator) < 0.4 else -100 for t in ids]
+        rows.append({"input_ids": ids, "attention_mask": [1] * length, "labels": labels})
+    return model, {k: v for k, v in Collator(0)(rows).items() if k != "row_index"}
+
+
+@pytest.mark.parametrize("task_name", ["causal-lm", "masked-lm"])
+def test_the_vocabulary_head_at_labeled_positions_gives_the_full_loss_and_gradients(task_name, tiny_llama, tiny_bert,
+                                                                                     tmp_path):
+    from tunelab.tasks import get_task
+    from tunelab.tasks.language import projection_at
+
+    path = tiny_llama if task_name == "causal-lm" else build_tiny_bert(tmp_path / "mlm")
+    if task_name == "masked-lm":
+        from transformers import BertForMaskedLM
+
+        BertForMaskedLM.from_pretrained(path).save_pretrained(path)  # the tiny encoder with an MLM head
+    task = get_task(task_name)
+    model, batch = lm_batch(task_name, path, seed=3)
+    model.eval()  # no dropout: both passes see the same network
+    full = model(**batch).loss  # the model's own loss, over every position's logits
+    expected = torch.autograd.grad(full, list(model.parameters()))
+    labeled = (batch["labels"][:, 1:] if task_name == "causal-lm" else batch["labels"]) != -100
+    keep, targets = task.labeled(batch["labels"])
+    # The head sees only the labeled positions: as many logits as targets, not batch x length.
+    with projection_at(model, keep) as selected:
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]
+    assert selected and logits.shape == (int(labeled.sum()), model.config.vocab_size) == (len(targets), logits.shape[1])
+    loss = task.loss(model, batch)
+    got = torch.autograd.grad(loss, list(model.parameters()))
+    assert abs(float(loss) - float(full)) < 1e-5
+    assert all(torch.allclose(g, e, atol=1e-5, rtol=1e-4) for g, e in zip(got, expected))
+    # Evaluation: each row's summed negative log-likelihood and token count, as from the full logits.
+    with torch.no_grad():
+        outputs = task.evaluation_forward(model, batch)
+        reference = task.outputs({"logits": model(**batch).logits}, batch)
+    assert torch.allclose(outputs["nll"], reference[0], atol=1e-4)
+    assert outputs["tokens"].tolist() == reference[1].tolist() == labeled.sum(dim=1).tolist()
+    assert abs(float(outputs["loss"]) - float(model(**batch).loss)) < 1e-5
+
+
 # ---------------------------------------------------------------- LoRA
 
 

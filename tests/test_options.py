@@ -136,7 +136,7 @@ def test_a_run_starts_by_printing_the_hyperparameters_it_resolved(sentiment_csv,
     assert line == (f"training {tiny_bert} (classification) on 108 rows: learning rate 0.001 (default for hidden "
                     "size 32), head 0.001, linear schedule, no warm-up, batch 32, 2 epochs (8 steps), "
                     "weight decay 0.01, clipping 1, evaluation every epoch, grouped batches, max length 64 "
-                    "(truncate for longer texts)")
+                    "(truncate for longer texts), fp32 (TUNELAB_NATIVE_BF16=0)")
     resolved = yaml.safe_load((run.run_dir / "config.yaml").read_text())["resolved"]
     assert (resolved["learning_rate"], resolved["head_learning_rate"]) == (0.001, 0.001)
     assert (resolved["model"], resolved["model_path"]) == (tiny_bert, tiny_bert)  # a path is its own name

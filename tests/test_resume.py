@@ -113,11 +113,13 @@ def test_resume_with_another_number_of_processes_says_so(sentiment_csv, tiny_ber
                                          "resume with the same number of processes")
 
 
-def test_mixed_precision_refused_where_the_device_cannot(sentiment_csv, tiny_bert, tmp_path):
+def test_fp16_refused_where_the_device_cannot(sentiment_csv, tiny_bert, tmp_path):
     if torch.cuda.is_available():
-        pytest.skip("a GPU can run mixed precision")
-    with pytest.raises(TunelabError, match="--mixed-precision fp16 needs a CUDA GPU"):
-        train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(tmp_path / "r"), mixed_precision="fp16"))
+        pytest.skip("a GPU can run fp16")
+    with pytest.raises(TunelabError) as refused:
+        train(TrainConfig(data=str(sentiment_csv), model=tiny_bert, output=str(tmp_path / "r"), precision="fp16"))
+    assert str(refused.value) == ("--precision fp16 needs a CUDA GPU and none is available; use --precision auto "
+                                  "(bf16 where the CPU has it) or fp32")
     assert not (tmp_path / "r").exists()
 
 

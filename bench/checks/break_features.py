@@ -178,8 +178,8 @@ CASES = {
         "train/loop.py", "progress.write(message, file=sys.stderr)", "progress.write(file=sys.stderr)",
         ["tests/test_train.py::test_with_a_progress_bar_the_evaluation_lines_are_written_above_it"]),
     "mixed precision unchecked": (
-        "train/loop.py", "check_mixed_precision(config.mixed_precision)", "check_mixed_precision(None)",
-        ["tests/test_resume.py::test_mixed_precision_refused_where_the_device_cannot"]),
+        "precision.py", "        if not torch.cuda.is_available():\n            raise", "        if False:\n            raise",
+        ["tests/test_resume.py::test_fp16_refused_where_the_device_cannot"]),
     "start line without the model": (
         "train/loop.py", 'logger.info("training %s (%s) on %d rows: %s", s.model_name,',
         'logger.info("training %s (%s) on %d rows: %s", None,',

@@ -38,7 +38,9 @@ class Predictor:
     options given for prediction (`options`: a threshold, say)."""
 
     def __init__(self, model, tokenizer, max_length: int | None = None, batch_size: int = 64, runner=None,
-                 task=None, settings: Settings | None = None, progress: bool = False, options: dict | None = None):
+                 task=None, settings: Settings | None = None, progress: bool = False, options: dict | None = None,
+                 precision: str = "auto"):
+        from tunelab.precision import resolve
         from tunelab.tasks import task_for_config
 
         self.model = model.eval()
@@ -51,6 +53,9 @@ class Predictor:
         # The ONNX Runtime fast path, when chosen; the torch model still supplies config and labels.
         self.runner = runner
         self.backend = "onnx" if runner is not None else "torch"
+        # The same rule as training: bf16 autocast where the device computes it natively (torch only; the
+        # ONNX export runs in its own precision).
+        self.precision = resolve(precision if runner is None else "fp32")
         self.progress = progress  # a bar on a terminal for runs over many rows (evaluate, predict --input)
         self.options = {k: v for k, v in (options or {}).items() if v is not None}
 
@@ -129,7 +134,8 @@ class Predictor:
         """The task's outputs of one padded batch, by name, with the chosen backend."""
         if self.runner:
             return self.runner(batch)
-        outputs = self.model(**model_inputs(batch, leave=self.task.label_keys + self.task.extra_keys))
+        with self.precision.autocast():
+            outputs = self.model(**model_inputs(batch, leave=self.task.label_keys + self.task.extra_keys))
         return {name: outputs[name].float().numpy() for name in self.task.output_names}
 
     def predict(self, *inputs, **options) -> list:

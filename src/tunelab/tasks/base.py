@@ -183,6 +183,13 @@ class Head:
 
         return model(**model_inputs(batch, leave=self.extra_keys)).loss
 
+    def evaluation_forward(self, model, batch: dict):
+        """The model's outputs (by name) for one labeled evaluation batch: what `evaluation_loss` and
+        `outputs` read."""
+        from tunelab.collate import model_inputs
+
+        return model(**model_inputs(batch, leave=self.extra_keys))
+
     def class_weights(self, data: TaskData, how: str) -> dict[str, float] | None:
         """Weigh the loss by label (--class-weights none, balanced or a JSON file); returns the weights used."""
         if how != "none":

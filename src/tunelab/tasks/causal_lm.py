@@ -153,6 +153,17 @@ class CausalLMTask(LanguageModelTask):
     def aligned(self, logits, labels):
         return logits[:, :-1], labels[:, 1:]
 
+    def labeled(self, labels):
+        """The positions whose next token has a label (each predicts the next one), and those tokens."""
+        import torch
+
+        from tunelab.collate import IGNORE
+
+        following = labels[:, 1:] != IGNORE
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = following
+        return keep, labels[:, 1:][following]
+
 
 # ---------------------------------------------------------------- reading
 

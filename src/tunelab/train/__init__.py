@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "tunelab.train.config": ("LR_SCHEDULERS", "MIXED_PRECISION", "RunConfig", "TrainConfig", "changeable_on_resume",
-                             "check_mixed_precision", "config_fields", "read_config_file", "resume_config",
+    "tunelab.train.config": ("LR_SCHEDULERS", "RunConfig", "TrainConfig", "changeable_on_resume", "config_fields", "read_config_file", "resume_config",
                              "sweepable"),
     "tunelab.train.loop": ("TrainResult", "evaluate_loader", "optimizer_steps", "train"),
     "tunelab.train.optim": ("_param_groups", "clip_gradients", "make_scheduler", "rate_now"),

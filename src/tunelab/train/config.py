@@ -18,8 +18,8 @@ from typing import Any
 
 from tunelab.errors import TunelabError, collect
 from tunelab.options import option
+from tunelab.precision import LEGACY, check_name
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
 # After the warm-up: linear decay to zero (the Trainer's default), half a cosine to zero (more steps near the
 # peak and more at a low rate at the end), or constant.
 LR_SCHEDULERS = ("linear", "cosine", "constant")
@@ -103,7 +103,9 @@ class RunConfig:
     progress: bool = option(True, "Show a progress bar.", on_resume=True)
     save_every: int | None = option(None, "Write a training state every N steps (always at each epoch end).")
     keep_states: int = option(2, "Training states kept.", on_resume=True)
-    mixed_precision: str = option("no", "no, fp16 or bf16 (GPUs; refused where the device cannot).")
+    precision: str = option("auto", "auto: bf16 autocast with fp32 weights where the CPU (AMX, AVX512-BF16) or GPU "
+                            "computes bf16 natively, fp32 elsewhere; fp32 or bf16 force it; fp16 on CUDA GPUs. "
+                            "Checkpoints are always fp32.", flags=("--mixed-precision",))
 
     def check(self) -> None:
         collect(self.problems())
@@ -115,9 +117,10 @@ class RunConfig:
         problems = [] if self.data else ["--data is required (or give data: in --config)"]
         problems += self.range_problems() + self.combination_problems()
         problems += [f"--{k.replace('_', '-')} must be one of {', '.join(v)}, got '{getattr(self, k)}'"
-                     for k, v in (("mixed_precision", MIXED_PRECISION), ("lr_scheduler", LR_SCHEDULERS),
+                     for k, v in (("lr_scheduler", LR_SCHEDULERS),
                                   ("batching", BATCHING), ("task", task_names()), ("metric", metric_names()))
                      if getattr(self, k) not in v]
+        problems += [p for p in [check_name(self.precision)] if p]
         problems += self.data_spec().problems() + option_problems(self.task_values(), self.task)
         if self.label_smoothing and self.task in registry() and not registry()[self.task].label_smoothing:
             problems.append(f"--label-smoothing applies to classification; drop it for --task {self.task}")
@@ -236,6 +239,9 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(values, dict):
         raise TunelabError(f"{path} must hold a mapping of option: value")
     values = {k.replace("-", "_"): v for k, v in values.items() if k != "resolved"}
+    legacy = values.pop("mixed_precision", None)  # runs from before --precision
+    if legacy is not None:
+        values.setdefault("precision", LEGACY.get(legacy, legacy))
     unknown = sorted(set(values) - set(config_fields()))
     if unknown:
         raise TunelabError(f"unknown option(s) in {path}: {', '.join(unknown)}; "
@@ -255,22 +261,3 @@ def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainCo
         raise TunelabError(f"{run_dir} is not a tunelab run (no config.yaml); pass the folder given to --output")
     values = {**read_config_file(run_dir / "config.yaml"), **(overrides or {})}
     return TrainConfig(**{**values, "output": str(run_dir), "overwrite": False})
-
-
-def check_mixed_precision(mode: str) -> None:
-    """Refuse precisions the device cannot run well, with what to do instead."""
-    import torch
-
-    if mode == "no":
-        return
-    if torch.cuda.is_available():
-        if mode == "bf16" and not torch.cuda.is_bf16_supported():
-            raise TunelabError("--mixed-precision bf16: this GPU has no bf16 support; use --mixed-precision fp16")
-        return
-    if mode == "fp16":
-        raise TunelabError("--mixed-precision fp16 needs a CUDA GPU and none is available; "
-                           "use --mixed-precision no on the CPU")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
-        raise TunelabError("--mixed-precision bf16: this CPU has no native bf16 (no AVX512_BF16 or AMX), where "
-                           "bf16 runs several times slower than fp32; use --mixed-precision no")

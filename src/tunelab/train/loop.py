@@ -20,7 +20,7 @@ from tunelab.checkpoint import (append_jsonl, atomic_write_text, attach_curves, 
 from tunelab.collate import IGNORE, ROW_INDEX, by_row, model_inputs
 from tunelab.errors import Stopped, TunelabError
 from tunelab.metrics import is_better
-from tunelab.train.config import TrainConfig, check_mixed_precision
+from tunelab.train.config import TrainConfig
 from tunelab.train.optim import clip_gradients, rate_now
 from tunelab import tracking
 from tunelab.train.setup import Setup, checkpoint_info, configure_threads, describe, model_card, run_record, setup, start_run_folder
@@ -106,7 +106,7 @@ def evaluate_loader(model, loader, accelerator, task, data, encoded) -> tuple[di
     model.eval()
     gathered, losses, count = [], 0.0, 0
     for batch in loader:
-        outputs = model(**model_inputs(batch, leave=task.extra_keys))
+        outputs = task.evaluation_forward(model, batch)
         values = [accelerator.pad_across_processes(v, dim=1, pad_index=IGNORE) if v.dim() > 1 else v
                   for v in task.outputs(outputs, batch)]  # rows of other processes may be wider
         gathered.append(tuple(t.cpu().numpy() for t in accelerator.gather_for_metrics((*values, batch[ROW_INDEX]))))
@@ -217,8 +217,8 @@ def start(config: TrainConfig, data, resume: bool) -> Run:
     from tqdm.auto import tqdm
 
     config.check()
-    check_mixed_precision(config.mixed_precision)
     run_dir = config.run_dir()
+    precision = run_precision(config, run_dir, resume)
     state_path = latest_state(run_dir / STATE_DIR) if resume else None
     if resume and state_path is None:
         raise TunelabError(f"{run_dir} has no training state to resume from (no {STATE_DIR}/step-*); "
@@ -229,13 +229,14 @@ def start(config: TrainConfig, data, resume: bool) -> Run:
     # cpu=True without a GPU: under torchrun-style launchers (`accelerate launch --multi_gpu`, torchrun) or
     # MPI (`accelerate launch --cpu --num_processes N --mpirun_hostfile ...`) the processes then join a gloo group.
     trackers = tracking.build(tracking.parse_report_to(config.report_to), config.run_name or run_dir.name, run_dir)
-    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
+    reset_accelerate_precision(precision.accelerate)
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=precision.accelerate,
                               cpu=not torch.cuda.is_available(), log_with=trackers or None)
     accelerator.wait_for_everyone()  # every process has checked the run folder before the main one writes
     if resume:
         check_state_processes(state_path, accelerator.num_processes)  # before the slow loading
     set_seed(config.seed)
-    s = setup(config, accelerator, data)
+    s = setup(config, accelerator, data, precision)
     state, history = TrainState(), []
     if resume:
         state, history = restore(state_path, run_dir, accelerator, s.model, s.optimizer, s.scheduler)
@@ -251,6 +252,30 @@ def start(config: TrainConfig, data, resume: bool) -> Run:
                     disable=not (config.progress and accelerator.is_local_main_process))
     s.model.train()
     return Run(s, state, history, run_dir, progress, time.perf_counter(), (state.seen, state.tokens))
+
+
+def reset_accelerate_precision(mixed_precision: str) -> None:
+    """accelerate keeps one state per process and refuses another precision in it: a second run in the same
+    process (a notebook, a test) may ask for one, so the state's precision part is reset (not the process
+    group a launcher set up)."""
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state()
+
+
+def run_precision(config: TrainConfig, run_dir: Path, resume: bool) -> "Precision":
+    """The precision the run computes in: what --precision means on this device, or on resume what the run
+    started with (a run moved to another machine keeps its arithmetic)."""
+    from tunelab.precision import Precision, resolve
+
+    if resume and (run_dir / "config.yaml").exists():
+        import yaml
+
+        started = (yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}).get("resolved", {})
+        if started.get("precision"):
+            return Precision(resolve(started["precision"]).name, "the precision the run started in")
+    return resolve(config.precision)
 
 
 def model_bytes(model) -> int:

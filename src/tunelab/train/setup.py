@@ -47,6 +47,7 @@ class Setup:
     batch_size: int = 32  # --batch-size, or the task's
     label_counts: dict | None = None  # training rows (entities) per label, for model cards
     train_lengths: Any = None  # each training row's length in tokens (a tensor indexed by row), for tokens/s
+    precision: Any = None  # tunelab.precision.Precision: what the run computes in
 
 
 def requested_model(config, task) -> str:
@@ -66,7 +67,7 @@ def resolve_metric(task, data, requested: str) -> str:
     return requested
 
 
-def setup(config, accelerator, data=None) -> Setup:
+def setup(config, accelerator, data=None, precision=None) -> Setup:
     """Data, model, batches, optimizer and schedule for the data's task, prepared by accelerate."""
     from tunelab.tasks import load_task_data
     from tunelab.train.optim import build_optimizer, learning_rates, make_scheduler
@@ -96,7 +97,7 @@ def setup(config, accelerator, data=None) -> Setup:
     return Setup(config, accelerator, task, data, settings, model_name, tokenizer, model, optimizer, scheduler,
                  train_loader, val_loader, batches.sampler, batches.val_encoded, metric, plan.steps_per_epoch,
                  plan.total_steps, plan.epochs, plan.warmup, batches.batching, learning_rate, head_learning_rate,
-                 batch_size, train_lengths=batches.train_lengths)
+                 batch_size, train_lengths=batches.train_lengths, precision=precision)
 
 
 def check_for_task(config, task, data) -> None:
@@ -253,7 +254,7 @@ def run_record(s: Setup, run_dir: Path) -> dict:
                 "validation_rows": len(s.data.validation), "total_steps": s.total_steps, "warmup_steps": s.warmup,
                 "num_processes": s.accelerator.num_processes, "batching": s.batching,
                 "learning_rate": s.learning_rate, "head_learning_rate": s.head_learning_rate,
-                **s.data.info, **s.settings.info}
+                "precision": s.precision.name if s.precision else "fp32", **s.data.info, **s.settings.info}
     return {**dataclasses.asdict(s.config), "output": str(run_dir), "resolved": resolved}
 
 
@@ -270,7 +271,9 @@ def start_run_folder(s: Setup, run_dir: Path) -> None:
 
 def checkpoint_info(s: Setup, **extra) -> dict:
     """What a checkpoint's tunelab.json records: how its data was read and cut, and `extra`."""
-    return {**extra, "settings": dataclasses.asdict(s.settings)}
+    # The precision it was trained in; its weights are fp32 whatever that was.
+    return {**extra, "precision": s.precision.name if s.precision else "fp32",
+            "settings": dataclasses.asdict(s.settings)}
 
 
 def model_card(s: Setup, run_dir: Path, metrics: dict, step: int, per_class: dict | None = None,
@@ -312,7 +315,8 @@ def describe(s: Setup) -> str:
              f"layer decay {c.layer_decay:g}" if c.layer_decay != 1 else "",
              f"evaluation every {c.eval_every} steps" if c.eval_every else "evaluation every epoch",
              f"{s.batching} batches", f"max length {s.settings.max_length}" + s.task.describe_reading(s.settings),
-             "frozen embeddings" if c.freeze_embeddings else ""]
+             "frozen embeddings" if c.freeze_embeddings else "",
+             s.precision.describe() if s.precision else ""]
     return ", ".join(p for p in parts if p)
 
 
