@@ -176,3 +176,35 @@ def test_predict_and_evaluate_on_a_file_stop_on_a_signal_with_its_code_and_one_l
     last = err.strip().splitlines()[-1].split("\r")[-1]
     assert last == f"interrupted ({signal.Signals(number).name}) before the command finished"
     assert "Traceback" not in err and out == b""
+
+
+@pytest.mark.slow  # Ray's start and its workers' imports: about a minute on 2 cores
+def test_a_ray_sweep_stopped_by_a_signal_marks_its_running_trial_stopped_and_resumes_it(setting):
+    import csv
+
+    pytest.importorskip("ray")
+    folder, model, _ = setting
+    study = folder / "ray-study"
+    shared = folder / "ray-trial.yaml"
+    shared.write_text("max_steps: 120\nbatch_size: 4\nlogging_steps: 1\nthreads: 1\n")
+    command = [TUNELAB, "sweep", "--study", str(study), "--config", str(shared), "--data", str(folder / "data.csv"),
+               "--model", str(model), "--epochs", "1", "--learning-rates", "1e-3,3e-3", "--warmup-steps", "0",
+               "--weight-decays", "0", "--no-progress", "--backend", "ray", "--parallel", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # SIGTERM to the sweep alone, as `kill PID` sends it
+    first = (study / "trials" / "trial-000").resolve()
+    wait_for_step(first, process, 10)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (f"sweep stopped by SIGTERM: the training state of trial 0 ({first}) is "
+                                            "saved; run the same tunelab sweep command again to resume it")
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 10 <= summary["steps"] < 100  # stopped after a step, saved
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"INFO: trial 1 resumes trial 0 (stopped) in {first}\n" in done.stderr
+    with open(study / "results.csv", newline="") as table:
+        rows = {row["trial"]: row for row in csv.DictReader(table)}
+    assert {n: row["state"] for n, row in rows.items()} == {"0": "stopped", "1": "complete", "2": "complete"}
+    assert rows["1"]["learning_rate"] == rows["0"]["learning_rate"] != rows["2"]["learning_rate"]

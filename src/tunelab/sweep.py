@@ -2,7 +2,7 @@
 
 The study lives in SQLite (Optuna), so a killed sweep started again skips the
 trials that finished; a trial stopped by Ctrl-C or SIGTERM saved its training
-state and is resumed from it (locally). Trials run here one after another (`local`), or on a
+state and is resumed from it (on Ray too). Trials run here one after another (`local`), or on a
 Ray cluster (`ray`, a local one when none is given): Optuna still proposes the
 trials and keeps the results, so both backends give the same table and files.
 """
@@ -316,33 +316,81 @@ def _run_ray(config: SweepConfig, propose, study, todo: int) -> None:
         import ray
     except ImportError:
         raise TunelabError("--backend ray needs Ray; install it with: pip install 'ray[default]'") from None
+    from tunelab.train.interrupt import StopRequest
+
     started_here = not ray.is_initialized()
     if started_here:
         # Joins the cluster in RAY_ADDRESS when set, else starts a local one.
         ray.init(num_cpus=None if "RAY_ADDRESS" in os.environ else config.parallel,
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
-    remote = ray.remote(num_cpus=1)(run_trial)
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
     threads = config.base.get("threads") or 1  # one core per trial unless told otherwise
+    stopped = _stopped_trials(study)
     try:
-        pending: dict = {}
-        asked = 0
-        while asked < todo or pending:
-            while asked < todo and len(pending) < config.parallel:
-                trial = propose()
-                output = Path(config.study_dir).resolve() / "trials" / f"trial-{trial.number:03d}"
-                pending[remote.remote(_trial_config(config.base, trial.params, output), threads)] = trial
-                asked += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            trial = pending.pop(ready[0])
-            try:
-                outcome = ray.get(ready[0])
-            except Exception as exc:  # noqa: BLE001 - a failed task
-                cause = getattr(exc, "cause", None)
-                outcome = cause if isinstance(cause, TunelabError) else exc
-            _tell(study, trial, outcome)
+        # A signal is recorded, not raised: the loop then stops its running trials so that they save a state.
+        with StopRequest() as interrupt:
+            pending: dict = {}
+            asked = 0
+            while (asked < todo or pending) and not interrupt.signal:
+                while asked < todo and len(pending) < config.parallel:
+                    trial = propose()
+                    output = Path(config.study_dir).resolve() / "trials" / f"trial-{trial.number:03d}"
+                    earlier = stopped.pop(_params_key(trial.params), None)
+                    if earlier is not None:
+                        number, output = earlier
+                        trial.set_user_attr("resumes", number)
+                        logger.info("trial %d resumes trial %d (stopped) in %s", trial.number, number, output)
+                    trial_config = _trial_config(config.base, trial.params, output)
+                    pending[remote.remote(trial_config, threads, earlier is not None)] = (trial, output)
+                    asked += 1
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    outcome = _ray_outcome(ray, ref)
+                    if isinstance(outcome, Stopped):  # the signal reached the trial first (Ctrl-C in a terminal)
+                        interrupt.signal = interrupt.signal or outcome.exit_code - 128
+                        continue  # left pending: marked stopped with the others
+                    _tell(study, pending.pop(ref)[0], outcome)
+            if interrupt.signal:
+                _stop_ray_trials(ray, study, pending, interrupt.signal)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _ray_outcome(ray, ref):
+    """A finished Ray trial's (value, seconds, metric), or the exception it ended with."""
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - a failed task
+        cause = getattr(exc, "cause", None)
+        return cause if isinstance(cause, (TunelabError, Stopped)) else exc
+
+
+def _stop_ray_trials(ray, study, pending: dict, signal_number: int) -> None:
+    """Stop the running Ray trials (a KeyboardInterrupt in each, which training takes as Ctrl-C: it saves a
+    state after the step under way), mark those that saved one stopped, and stop the sweep."""
+    import signal
+
+    from optuna.trial import TrialState
+
+    for ref in pending:
+        ray.cancel(ref)
+    ray.wait(list(pending), num_returns=len(pending), timeout=600)
+    saved = []
+    for ref, (trial, output) in pending.items():
+        outcome = _ray_outcome(ray, ref)
+        if not isinstance(outcome, BaseException):
+            _tell(study, trial, outcome)  # it finished before the signal reached it
+            continue
+        if (output / "state").is_dir():
+            trial.set_user_attr("stopped", str(output))
+            saved.append(f"{trial.number} ({output})")
+        study.tell(trial, state=TrialState.FAIL)
+    many = len(saved) > 1
+    kept = (f"the training state{'s' * many} of trial{'s' * many} {', '.join(saved)} {'are' if many else 'is'} saved; "
+            f"run the same tunelab sweep command again to resume {'them' if many else 'it'}"
+            ) if saved else "no running trial had saved a state"
+    raise Stopped(f"sweep stopped by {signal.Signals(signal_number).name}: {kept}", 128 + int(signal_number))
 
 
 def _report(config: SweepConfig, study) -> SweepResult:
