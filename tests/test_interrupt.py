@@ -90,16 +90,21 @@ def test_runs_says_an_interrupted_run_can_be_resumed_at_its_step(setting, capsys
     assert summarize(interrupted).status == "interrupted by SIGTERM (resumable at step 42)"
 
 
+def sweep_command(folder: Path, model, study: Path, *extra: str) -> list[str]:
+    """A two-point sweep (learning rates 1e-3 and 3e-3) of 120-step trials on the module's data."""
+    shared = folder / "trial.yaml"
+    shared.write_text("max_steps: 120\nbatch_size: 4\nlogging_steps: 1\nthreads: 1\n")
+    return [TUNELAB, "sweep", "--study", str(study), "--config", str(shared), "--data", str(folder / "data.csv"),
+            "--model", str(model), "--epochs", "1", "--learning-rates", "1e-3,3e-3", "--warmup-steps", "0",
+            "--weight-decays", "0", "--no-progress", *extra]
+
+
 def test_a_sweep_stopped_by_a_signal_marks_its_trial_stopped_and_resumes_it(setting):
     import csv
 
     folder, model, _ = setting
     study = folder / "study"
-    shared = folder / "trial.yaml"
-    shared.write_text("max_steps: 120\nbatch_size: 4\nlogging_steps: 1\nthreads: 1\n")
-    command = [TUNELAB, "sweep", "--study", str(study), "--config", str(shared), "--data", str(folder / "data.csv"),
-               "--model", str(model), "--epochs", "1", "--learning-rates", "1e-3,3e-3", "--warmup-steps", "0",
-               "--weight-decays", "0", "--no-progress"]
+    command = sweep_command(folder, model, study)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = study / "trials" / "trial-000"
     wait_for_step(first, process, 10)
@@ -185,11 +190,7 @@ def test_a_ray_sweep_stopped_by_a_signal_marks_its_running_trial_stopped_and_res
     pytest.importorskip("ray")
     folder, model, _ = setting
     study = folder / "ray-study"
-    shared = folder / "ray-trial.yaml"
-    shared.write_text("max_steps: 120\nbatch_size: 4\nlogging_steps: 1\nthreads: 1\n")
-    command = [TUNELAB, "sweep", "--study", str(study), "--config", str(shared), "--data", str(folder / "data.csv"),
-               "--model", str(model), "--epochs", "1", "--learning-rates", "1e-3,3e-3", "--warmup-steps", "0",
-               "--weight-decays", "0", "--no-progress", "--backend", "ray", "--parallel", "1"]
+    command = sweep_command(folder, model, study, "--backend", "ray", "--parallel", "1")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # SIGTERM to the sweep alone, as `kill PID` sends it
     first = (study / "trials" / "trial-000").resolve()

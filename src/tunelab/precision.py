@@ -4,6 +4,7 @@ computes bf16 natively, fp32 elsewhere. Checkpoints are always written in fp32."
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -63,15 +64,16 @@ def native_bf16() -> tuple[bool, str]:
     return False, "this CPU has no native bf16 (no AMX or AVX512-BF16)"
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere); read once."""
     info = Path("/proc/cpuinfo")
     if not info.exists():
         return set()
     for line in info.read_text(errors="replace").splitlines():
         if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
 
 
 def check_name(requested: str) -> str | None:
