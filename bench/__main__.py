@@ -23,6 +23,8 @@ BENCHMARKS = {
     "mc": ("mc", "multiple choice against the run_swag.py recipe (HellaSwag, DREAM), over seeds"),
     "mc-padding": ("mc_padding", "how much of a multiple-choice batch is padding, by batch layout (no training)"),
     "sft": ("sft", "chat fine-tuning with LoRA against TRL's SFTTrainer (rotten-tomatoes questions)"),
+    "dpo": ("dpo", "preference tuning (DPO) with LoRA against TRL's DPOTrainer (rotten-tomatoes questions)"),
+    "gguf": ("gguf_check", "GGUF export of an SFT run read back by transformers: greedy tokens and logits per --quant"),
     "lm-adapt": ("lm_adapt", "continued pre-training (perplexity before / after) and masked-LM adaptation (IMDb)"),
     "predict": ("predict_speed", "prediction speed against transformers.pipeline"),
     "serve": ("serve_load", "the server under load"),

@@ -36,8 +36,14 @@ LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["q_p
 LEARNING_RATE = 2e-4
 
 
-def write_splits(args, folder: Path) -> dict[str, str]:
-    """train / validation / test JSONL files of {"messages": [...]}, seeded samples of the corpus's splits."""
+def chat_row(text: str, label: str) -> dict:
+    return {"messages": [{"role": "user", "content": QUESTION.format(text=text)},
+                         {"role": "assistant", "content": label}]}
+
+
+def write_splits(args, folder: Path, row=chat_row) -> dict[str, str]:
+    """train / validation / test JSONL files of `row(text, label)` objects (default: {"messages": [...]}),
+    seeded samples of the corpus's splits."""
     from tunelab.data import BUILTINS
 
     splits = BUILTINS["rotten-tomatoes"].load(args.seed)
@@ -48,8 +54,7 @@ def write_splits(args, folder: Path) -> dict[str, str]:
         path = folder / f"{split}.jsonl"
         with open(path, "w", encoding="utf-8") as handle:
             for text, label in zip(frame["text"], frame["label"]):
-                handle.write(json.dumps({"messages": [{"role": "user", "content": QUESTION.format(text=text)},
-                                                      {"role": "assistant", "content": label}]}) + "\n")
+                handle.write(json.dumps(row(text, label)) + "\n")
         paths[split] = str(path)
     return paths
 

@@ -28,11 +28,13 @@ def registry() -> dict[str, "Task"]:
     from tunelab.tasks.masked_lm import MaskedLMTask
     from tunelab.tasks.multi_label import MultiLabelTask
     from tunelab.tasks.multiple_choice import MultipleChoiceTask
+    from tunelab.tasks.preference import PreferenceTask
     from tunelab.tasks.question_answering import QuestionAnsweringTask
     from tunelab.tasks.token_classification import TokenClassificationTask
 
     tasks = (
         CausalLMTask(),  # claims chat data (a messages column, or prompt and completion columns)
+        PreferenceTask(),  # claims chosen and rejected columns (after causal-lm: its checkpoints are causal LMs)
         TokenClassificationTask(),  # claims word lists and CoNLL files
         MultipleChoiceTask(),  # claims rows with a list of choices, and SWAG's ending columns
         QuestionAnsweringTask(),  # claims SQuAD files and context / question / answer rows

@@ -136,6 +136,11 @@ class Encoding:
     def prepare(self, encoded: "Encoded", batch_size: int) -> None:
         """Learn what the loss needs from the training rows before the first step (nothing by default)."""
 
+    def before_training(self, model, encoded: list["Encoded"], collator, settings: Settings, accelerator) -> None:
+        """Compute what the loss needs from the starting model, before the first step, and keep it with the
+        rows (`encoded`: the training and validation rows); nothing by default. Preference tuning keeps each
+        pair's reference log-probabilities, which never change, instead of computing them at every step."""
+
     def eval_batch_size(self, model_config, max_length: int) -> int:
         """Rows per evaluation batch when --eval-batch-size is not given (a head's outputs are small)."""
         return 128
@@ -164,6 +169,8 @@ class Head:
     default_model: str = "minilm"  # what --model defaults to
     warmup_ratio: float = 0.1  # what --warmup-ratio defaults to
     lora_task_type: str | None = None  # peft's task type where --lora applies
+    learning_rate: float | None = None  # what --learning-rate defaults to, where not the width-based default
+    lora_learning_rate: float | None = None  # the same with --lora, where not LoRA's default
     label_smoothing: bool = False  # whether --label-smoothing applies
     data_noun: str = ""  # what its data is called in a refusal ("numeric labels (regression)"; default: NAME data)
     head_prefixes: tuple[str, ...] = ("classifier", "score", "pre_classifier")  # the new head's modules (head rate)

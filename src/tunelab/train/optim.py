@@ -72,16 +72,19 @@ def _param_groups(model: torch.nn.Module, weight_decay: float, head_learning_rat
     return out
 
 
-def learning_rates(config, model_config) -> tuple[float, float]:
+def learning_rates(config, model_config, task=None) -> tuple[float, float]:
     """The encoder's and the head's peak rates: the ones given, else the defaults for this model's width
     (5e-5 x 768 / hidden size, kept within [1e-5, 1e-3]; LoRA adapters 2e-4) and HEAD_LEARNING_RATE (or the encoder's rate when
-    that is higher: the head never trains slower than the layers below it unless told to)."""
+    that is higher: the head never trains slower than the layers below it unless told to). A task may set its
+    own defaults (preference tuning moves a model far less than fine-tuning does)."""
     width = getattr(model_config, "hidden_size", None) or getattr(model_config, "n_embd", None) or BASE_WIDTH
     default = float(f"{min(1e-3, max(1e-5, BASE_LEARNING_RATE * BASE_WIDTH / width)):.3g}")
     if getattr(config, "lora", False):
         from tunelab.lora import LORA_LEARNING_RATE
 
-        default = LORA_LEARNING_RATE
+        default = getattr(task, "lora_learning_rate", None) or LORA_LEARNING_RATE
+    elif getattr(task, "learning_rate", None):
+        default = task.learning_rate
     encoder = config.learning_rate or default
     head = config.head_learning_rate or max(HEAD_LEARNING_RATE, encoder)
     return encoder, head

@@ -87,7 +87,7 @@ def setup(config, accelerator, data=None, precision=None) -> Setup:
     batch_size = config.batch_size or task.batch_size
     batches = build_batches(config, task, data, settings, tokenizer, model, accelerator, batch_size)
     plan = plan_steps(config, task, batches.train_loader, accelerator.num_processes)
-    learning_rate, head_learning_rate = learning_rates(config, model.config)
+    learning_rate, head_learning_rate = learning_rates(config, model.config, task)
     optimizer = build_optimizer(model, config, learning_rate, head_learning_rate, task.head_prefixes)
     # accelerate steps a prepared scheduler once per process at every optimizer step.
     processes = accelerator.num_processes
@@ -149,6 +149,7 @@ def build_batches(config, task, data, settings: Settings, tokenizer, model, acce
     train_encoded = task.encode(tokenizer, data.train, settings, training=True)
     val_encoded = task.encode(tokenizer, data.validation, settings, training=False)
     task.prepare(train_encoded, batch_size)
+    task.before_training(model, [train_encoded, val_encoded], collator, settings, accelerator)
     packer = choose_packing(config.batching, task, model, tokenizer, train_encoded, accelerator)
     batching = "packed" if packer else "grouped" if config.batching == "auto" else config.batching
     train_loader = make_loader(train_encoded, batch_size, packer or collator, config.seed,

@@ -1,0 +1,106 @@
+"""GGUF export of a tunelab SFT run, read back by transformers' GGUF reader (not tunelab's code), against the
+checkpoint it came from (issue 33).
+
+    python -m bench gguf --rows 400 --prompts 20
+
+A short LoRA SFT run of the bundled SmolLM2-135M-Instruct on rotten-tomatoes questions (bench/sft.py's rows),
+then `tunelab export best/ --format gguf --quant Q` for each --quants. For every test prompt (the chat template
+applied), the checkpoint and the model transformers builds from the GGUF file alone
+(`from_pretrained(folder, gguf_file=...)`, its tokenizer too) each answer greedily; the table says on how many
+prompts the greedy tokens are the same, how far the logits that chose them lie apart (the largest difference,
+and relative to the largest logit), the tokenizer's agreement on the prompts, the file size and the export time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from common import commit_label, write_result  # noqa: E402
+from sft import read_rows, write_splits  # noqa: E402
+from tables import print_table  # noqa: E402
+
+
+def greedy_paths(model, tokenizer, prompts: list[list[dict]], new_tokens: int):
+    """Each prompt's ids, its greedy continuation and the logits that chose each continuation token."""
+    import torch
+
+    out = []
+    for messages in prompts:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"]
+        with torch.no_grad():
+            path = model.generate(ids, max_new_tokens=new_tokens, do_sample=False)
+            logits = model(path).logits[0, ids.shape[1] - 1:-1]
+        out.append((ids, path, logits))
+    return out
+
+
+def compare(checkpoint: Path, quant: str, prompts, reference, new_tokens: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunelab.gguf_export import export_gguf
+
+    started = time.perf_counter()
+    path = export_gguf(checkpoint, quant)
+    seconds = time.perf_counter() - started
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    theirs = greedy_paths(model, tokenizer, prompts, new_tokens)
+    same_ids = sum(torch.equal(a[0], b[0]) for a, b in zip(reference, theirs))
+    same_text = sum(torch.equal(a[1], b[1]) for a, b in zip(reference, theirs))
+    with torch.no_grad():  # the file's model on the checkpoint's own greedy path: every choice compared
+        forced = [model(path_ids).logits[0, ids.shape[1] - 1:-1] for ids, path_ids, _ in reference]
+    gaps = [float((a - r[2]).abs().max()) for a, r in zip(forced, reference)]
+    scale = max(float(r[2].abs().max()) for r in reference)
+    steps = sum(len(r[2]) for r in reference)
+    agree = sum(int((a.argmax(-1) == r[2].argmax(-1)).sum()) for a, r in zip(forced, reference))
+    return {"variant": f"--quant {quant}", "prompts": len(prompts), "same_prompt_ids": same_ids,
+            "same_greedy": same_text, "step_agreement": agree / steps, "max_logit_gap": max(gaps),
+            "relative_gap": max(gaps) / scale, "size_mb": path.stat().st_size / 2**20, "export_s": seconds,
+            "template_equal": tokenizer.chat_template == AutoTokenizer.from_pretrained(checkpoint).chat_template}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=400, help="SFT training rows")
+    parser.add_argument("--prompts", type=int, default=20, help="test prompts answered by both")
+    parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--quants", nargs="+", default=["f16", "q8_0"])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunelab.generate import bundled_generator_dir
+    from tunelab.train import TrainConfig, train
+
+    folder = Path(tempfile.mkdtemp())
+    args.validation_rows, args.test_rows = 100, args.prompts
+    paths = write_splits(args, folder)
+    result = train(TrainConfig(data=paths["train"], validation=paths["validation"], task="causal-lm",
+                               model=str(bundled_generator_dir()), lora=True, epochs=1, seed=args.seed,
+                               progress=False, output=str(folder / "run")))
+    checkpoint = Path(result.best_dir)
+    prompts = [messages[:-1] for messages in read_rows(paths["test"])]
+    model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    reference = greedy_paths(model, AutoTokenizer.from_pretrained(checkpoint), prompts, args.new_tokens)
+    rows = [compare(checkpoint, quant, prompts, reference, args.new_tokens) for quant in args.quants]
+    print(f"commit {commit_label()}, threads {torch.get_num_threads()}, SFT on {args.rows} rows, "
+          f"{args.prompts} prompts, {args.new_tokens} greedy tokens each")
+    print_table("gguf", rows)
+    print("results:", write_result("gguf", rows, args.out, train_rows=args.rows, new_tokens=args.new_tokens,
+                                   model="smollm2"))
+
+
+if __name__ == "__main__":
+    main()
