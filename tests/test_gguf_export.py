@@ -97,6 +97,12 @@ def test_the_cli_writes_a_gguf_file_whose_tokenizer_transformers_reads_as_the_ch
         assert ours.tolist() == theirs.tolist()
     text = "Plodding 12345 films, aren't they?\n  Yes."
     assert read(text)["input_ids"] == tokenizer(text)["input_ids"]
+    # What llama.cpp reads beyond transformers: the split rule and whether to put BOS first (this tokenizer does not).
+    from gguf import GGUFReader
+
+    fields = GGUFReader(sft_best / "gguf" / "model-f32.gguf").fields
+    assert bytes(fields["tokenizer.ggml.pre"].parts[-1]).decode() == "gpt-2"
+    assert bool(fields["tokenizer.ggml.add_bos_token"].parts[-1][0]) is False
 
 
 def test_f32_gives_the_checkpoints_logits_f16_its_greedy_tokens_and_q8_0_logits_within_tolerance(sft_best):

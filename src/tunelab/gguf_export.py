@@ -135,6 +135,7 @@ class TokenizerFields:
     tokens: list[str]
     types: list[int]
     pre: str
+    adds_bos: bool  # whether encoding a text puts the BOS token first
 
 
 def _tokenizer_fields(checkpoint: Path, config: dict) -> TokenizerFields:
@@ -173,7 +174,11 @@ def _tokenizer_fields(checkpoint: Path, config: dict) -> TokenizerFields:
         else:
             tokens.append(by_id[index])
             types.append(gguf.TokenType.NORMAL)
-    return TokenizerFields(tokens, [int(t) for t in types], pre)
+    from tokenizers import Tokenizer
+
+    first = Tokenizer.from_file(str(path)).encode("a").ids[:1]
+    bos = config.get("bos_token_id")
+    return TokenizerFields(tokens, [int(t) for t in types], pre, bos is not None and first == [bos])
 
 
 def _byte_level(spec: dict) -> bool:
@@ -270,7 +275,12 @@ def _write(gguf, target: Path, checkpoint: Path, config: dict, architecture: str
     writer.add_tokenizer_pre(tokenizer.pre)
     writer.add_token_list(tokenizer.tokens)
     writer.add_token_types(tokenizer.types)
-    gguf.SpecialVocab(checkpoint, load_merges=True, n_vocab=len(tokenizer.tokens)).add_to_gguf(writer, quiet=True)
+    special = gguf.SpecialVocab(checkpoint, load_merges=True, n_vocab=len(tokenizer.tokens))
+    # Said outright (transformers 5 no longer writes add_bos_token): llama.cpp then adds a BOS exactly when
+    # the checkpoint's tokenizer does.
+    special.add_special_token.setdefault("bos", tokenizer.adds_bos)
+    special.add_special_token.setdefault("eos", False)
+    special.add_to_gguf(writer, quiet=True)
     stages = bar(_tensor_count(checkpoint), "gguf", unit="tensor", enabled=progress)
     try:
         for name, array, raw_type in _tensors(gguf, checkpoint, config, architecture, quant):
