@@ -52,7 +52,7 @@ def test_sweepable_options_come_from_the_dataclass():
                            "weight_decay": "weight-decays", "warmup_steps": "warmup-steps",
                            "lr_scheduler": "lr-schedulers", "label_smoothing": "label-smoothings",
                            "class_weights": "class-weights-list", "long_text": "long-texts",
-                               "lora_r": "lora-rs"}
+                           "lora_r": "lora-rs", "beta": "betas", "preference_loss": "preference-losses"}
 
 
 def test_a_sweep_ranks_by_the_default_metric_of_the_datas_task(tmp_path, sentiment_csv):

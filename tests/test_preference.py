@@ -156,7 +156,10 @@ def test_the_reference_under_lora_is_the_base_without_adapters_and_no_copy_is_ma
 
     tokenizer, task = tokenizer_of(tiny_llama), task_with({})
     encoded, batch = encoded_batch(task, tokenizer, preference_rows(6))
-    model, accelerator = lora_model(tiny_llama), Accelerator(cpu=True)
+    from tunelab.train.loop import reset_accelerate_precision
+
+    reset_accelerate_precision("no")  # fp32, whatever precision an earlier test left in accelerate's state
+    model, accelerator = lora_model(tiny_llama), Accelerator(cpu=True, mixed_precision="no")
     gc.collect()
     models = sum(type(o) is LlamaForCausalLM for o in gc.get_objects())
 
