@@ -40,8 +40,12 @@ system:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openmpi-bin >/dev/null) \
 		|| echo "chromium / openmpi-bin could not be installed: the tests that need them will be skipped"
 
+# One pytest worker per core (pytest-xdist; each test runs on one thread): a module's tests stay on one worker,
+# so its module-scoped fixtures (a trained run) are built once. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= auto
+
 test: setup system
-	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q $(PYTEST_ARGS)

@@ -42,6 +42,28 @@ def pytest_sessionfinish(session, exitstatus):
               "install what they need or add the reason to the list")
         session.exitstatus = 1
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (tests run in parallel workers: never a fixed port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_train(*launcher: str) -> list[str]:
+    """`accelerate launch` of two processes running `tunelab train` (its options follow), each launch on its
+    own free port so that launches in parallel test workers do not meet. `launcher`: how the processes start
+    (default torchrun-style processes joined in a gloo group)."""
+    import sys
+    from pathlib import Path
+
+    accelerate = Path(sys.executable).with_name("accelerate")
+    return [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--main_process_port",
+            str(free_port()), *(launcher or ("--multi_gpu",)), "--mixed_precision", "no", "--dynamo_backend", "no",
+            "-m", "tunelab.cli", "train"]
+
+
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "fun"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "weak"]
 FILLER = ["the", "movie", "was", "a", "plot", "and", "very", "film", "really", "story"]

@@ -6,14 +6,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tunelab.data import DataSpec
+from conftest import launch_train
 
+from tunelab.data import DataSpec
 from tunelab.tasks import load_task_data
 from tunelab.evaluation import evaluate_checkpoint
 from tunelab.predict import load
@@ -21,7 +20,6 @@ from tunelab.predict import load
 
 @pytest.mark.parametrize("launcher", ["mpi", "torchrun"])
 def test_two_process_ddp_run_saves_the_checkpoint_its_metrics_describe(tiny_bert, sentiment_csv, tmp_path, launcher):
-    accelerate = Path(sys.executable).with_name("accelerate")
     run = tmp_path / "ddp"
     if launcher == "mpi":
         # accelerate's multi-CPU launcher: `--cpu --num_processes N` starts the processes through mpirun.
@@ -32,8 +30,7 @@ def test_two_process_ddp_run_saves_the_checkpoint_its_metrics_describe(tiny_bert
         how = ["--cpu", "--mpirun_hostfile", str(hostfile)]
     else:
         how = ["--multi_gpu"]  # torchrun-style processes; tunelab joins them in a gloo group on the CPU
-    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", *how,
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tunelab.cli", "train",
+    command = launch_train(*how) + [
                "--data", str(sentiment_csv), "--model", tiny_bert, "--output", str(run), "--epochs", "3",
                "--batch-size", "8", "--learning-rate", "3e-3", "--threads", "1", "--no-progress", "--save-every", "4"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
@@ -62,10 +59,8 @@ def test_two_process_token_classification_gathers_every_word_once(tiny_ner_bert,
     equals what the saved checkpoint scores on the validation file."""
     import json
 
-    accelerate = Path(sys.executable).with_name("accelerate")
     run = tmp_path / "ner"
-    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tunelab.cli", "train",
+    command = launch_train() + [
                "--data", str(ner_files[0]), "--validation", str(ner_files[1]), "--model", tiny_ner_bert,
                "--output", str(run), "--epochs", "2", "--batch-size", "8", "--learning-rate", "5e-3",
                "--max-length", "24", "--eval-batch-size", "7", "--threads", "1", "--no-progress"]
@@ -85,12 +80,10 @@ def test_a_two_process_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_b
     import torch
     from safetensors.torch import load_file
 
-    accelerate = Path(sys.executable).with_name("accelerate")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
     def launch(*args: str) -> None:
-        command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu",
-                   "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tunelab.cli", "train", *args]
+        command = launch_train() + list(args)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
 

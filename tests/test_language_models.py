@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import FILLER, NEGATIVE, POSITIVE, build_tiny_bert, build_tiny_gpt2, fails, run_cli, sentiment_rows
+from conftest import FILLER, NEGATIVE, POSITIVE, build_tiny_bert, build_tiny_gpt2, fails, launch_train, run_cli, \
+    sentiment_rows
 
 # A ChatML-like template: every turn "<|im_start|>ROLE CONTENT<|im_end|> ".
 TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }}<|im_end|> {% endfor %}"
@@ -601,8 +602,6 @@ def test_a_lora_chat_run_trains_in_two_processes(tiny_llama, tmp_path):
     process takes every other batch, evaluations are written once, and best/ is the merged checkpoint."""
     import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     import yaml
     from transformers import pipeline
@@ -610,9 +609,7 @@ def test_a_lora_chat_run_trains_in_two_processes(tiny_llama, tmp_path):
     train_file = write_jsonl(tmp_path / "train.jsonl", chat_rows(40))
     validation = write_jsonl(tmp_path / "valid.jsonl", chat_rows(8, seed=5))
     run = tmp_path / "ddp"
-    accelerate = Path(sys.executable).with_name("accelerate")
-    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tunelab.cli", "train", "--task", "causal-lm",
+    command = launch_train() + ["--task", "causal-lm",
                "--model", tiny_llama, "--data", train_file, "--validation", validation, "--lora", "--epochs", "2",
                "--batch-size", "4", "--threads", "1", "--no-progress", "--output", str(run)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

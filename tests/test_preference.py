@@ -44,23 +44,23 @@ def tiny_llama(tmp_path_factory):
 
 
 def task_with(info: dict):
-    """The preference task with a run's switches, as setup leaves it."""
+    """The preference task and a run's settings with its switches, as setup makes them."""
     from tunelab.tasks import get_task
+    from tunelab.tasks.base import Settings
 
-    task = get_task("preference")
-    task.info = {"preference_loss": "dpo", "beta": 0.1, "simpo_gamma": 0.5, **info}
-    return task
+    return get_task("preference"), Settings(task="preference", max_length=64, info={
+        "preference_loss": "dpo", "beta": 0.1, "simpo_gamma": 0.5, **info})
 
 
-def encoded_batch(task, tokenizer, rows):
+def encoded_batch(run, tokenizer, rows):
     import pandas as pd
 
-    from tunelab.tasks.base import Settings
     from tunelab.tasks.preference import pair_frame
 
+    task, settings = run
     frame = pair_frame(pd.DataFrame(rows), {}, "rows")
-    encoded = task.encode(tokenizer, frame, Settings(task="preference", max_length=64, info=task.info), True)
-    return encoded, task.collator(tokenizer, None)([encoded[i] for i in range(len(encoded))])
+    encoded = task.encode(tokenizer, frame, settings, True)
+    return encoded, task.collator(tokenizer, settings)([encoded[i] for i in range(len(encoded))])
 
 
 def answer_logps_by_hand(model, batch) -> torch.Tensor:
@@ -86,8 +86,8 @@ def test_the_three_losses_equal_hand_computations_on_two_rows(tiny_llama):
     rows[1]["chosen"] = "negative negative"  # answers of different lengths: SimPO and ORPO average per token
     with torch.no_grad():
         for how in ("dpo", "simpo", "orpo"):
-            task = task_with({"preference_loss": how, "beta": 0.3})
-            _, batch = encoded_batch(task, tokenizer_of(tiny_llama), rows)
+            run = task_with({"preference_loss": how, "beta": 0.3})
+            _, batch = encoded_batch(run, tokenizer_of(tiny_llama), rows)
             batch["reference"] = torch.tensor([[-3.0, -4.5], [-2.0, -1.0]], dtype=torch.float64)
             logps = answer_logps_by_hand(model, batch)
             counts = (batch["labels"][:, :, 1:] != -100).sum(-1).double()
@@ -102,13 +102,12 @@ def test_the_three_losses_equal_hand_computations_on_two_rows(tiny_llama):
                 mean = logps / counts
                 odds = mean - torch.log1p(-mean.exp())
                 expected = (-mean[:, 0] - 0.3 * torch.nn.functional.logsigmoid(odds[:, 0] - odds[:, 1])).mean()
-            assert float(task.loss(model, batch)) == pytest.approx(float(expected), abs=1e-5), how
+            assert float(run[0].loss(model, batch)) == pytest.approx(float(expected), abs=1e-5), how
 
 
 def test_only_the_answers_and_their_end_of_turn_carry_the_loss_on_both_sides(tiny_llama):
     tokenizer = tokenizer_of(tiny_llama)
-    task = task_with({})
-    encoded, batch = encoded_batch(task, tokenizer, preference_rows(1))
+    encoded, batch = encoded_batch(task_with({}), tokenizer, preference_rows(1))
     chosen, rejected = (encoded.labels[0][side] for side in (0, 1))
     assert tokenizer.decode([t for t in chosen if t != -100]) == "positive <|im_end|>"
     assert tokenizer.decode([t for t in rejected if t != -100]) == "negative <|im_end|>"
@@ -119,14 +118,14 @@ def test_only_the_answers_and_their_end_of_turn_carry_the_loss_on_both_sides(tin
 
 
 def test_trls_conversational_rows_read_as_the_same_pairs_as_text_columns(tiny_llama):
-    tokenizer, task = tokenizer_of(tiny_llama), task_with({})
+    tokenizer, run = tokenizer_of(tiny_llama), task_with({})
     rows = preference_rows(4)
-    as_text, _ = encoded_batch(task, tokenizer, rows)
-    as_turns, _ = encoded_batch(task, tokenizer, conversational(rows))
+    as_text, _ = encoded_batch(run, tokenizer, rows)
+    as_turns, _ = encoded_batch(run, tokenizer, conversational(rows))
     explicit = [{"prompt": [{"role": "user", "content": r["prompt"]}],
                  "chosen": [{"role": "assistant", "content": r["chosen"]}],
                  "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
-    as_explicit, _ = encoded_batch(task, tokenizer, explicit)
+    as_explicit, _ = encoded_batch(run, tokenizer, explicit)
     assert as_text.features["input_ids"] == as_turns.features["input_ids"] == as_explicit.features["input_ids"]
     assert as_text.labels == as_turns.labels == as_explicit.labels
 
@@ -152,10 +151,13 @@ def test_the_reference_under_lora_is_the_base_without_adapters_and_no_copy_is_ma
     from accelerate import Accelerator
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-    from tunelab.tasks.base import Settings
-
-    tokenizer, task = tokenizer_of(tiny_llama), task_with({})
-    encoded, batch = encoded_batch(task, tokenizer, preference_rows(6))
+    tokenizer, (task, settings) = tokenizer_of(tiny_llama), task_with({})
+    # Rows of lengths out of order, more than one reference batch of them: the pass batches rows by length and
+    # must hand each row its own values back.
+    rows = preference_rows(20)
+    for row, extra in zip(rows, random.Random(3).sample(range(20), 20)):
+        row["prompt"] = "very " * extra + row["prompt"]
+    encoded, batch = encoded_batch((task, settings), tokenizer, rows)
     from tunelab.train.loop import reset_accelerate_precision
 
     reset_accelerate_precision("no")  # fp32, whatever precision an earlier test left in accelerate's state
@@ -167,8 +169,7 @@ def test_the_reference_under_lora_is_the_base_without_adapters_and_no_copy_is_ma
         raise AssertionError("the reference model must not be a copy")
 
     monkeypatch.setattr(copy, "deepcopy", no_copies)
-    task.before_training(model, [encoded], task.collator(tokenizer, None),
-                         Settings(task="preference", info=task.info), accelerator)
+    task.before_training(model, [encoded], task.collator(tokenizer, settings), settings, accelerator)
     monkeypatch.undo()
     gc.collect()
     assert sum(type(o) is LlamaForCausalLM for o in gc.get_objects()) == models

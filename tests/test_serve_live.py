@@ -6,7 +6,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,16 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import free_port
+
 from tunelab.errors import TunelabError
 from tunelab.serve import wait_until_healthy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(checkpoint: Path, port: int, *extra: str) -> subprocess.Popen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,10 @@ def apply_lora(model, task_type: str | None, options: LoraOptions):
     targets = target_modules(model, options.target_modules)
     config = LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
                         target_modules=targets, task_type=task_type)
-    wrapped = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing`: its FutureWarning is not the user's to fix.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        wrapped = get_peft_model(model, config)
     trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     total = sum(p.numel() for p in wrapped.parameters())
     logger.info("LoRA r=%d alpha=%d on %s: %d trainable parameters of %d (%.2f%%)", options.r, options.alpha,
