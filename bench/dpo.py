@@ -12,7 +12,7 @@ its own process:
 - TRL: `DPOTrainer` with `DPOConfig`'s defaults (learning rate 1e-6, no warm-up, gradient checkpointing,
   the reference computed at every step with the adapters off) except bf16, off because this CPU has no
   native bf16 (tunelab runs fp32 here too, said in its start line);
-- tunelab: `tunelab train --data pairs.jsonl --lora` with its defaults otherwise (learning rate 5e-5 for
+- tunelab: `tunelab train --data pairs.jsonl --lora` with its defaults otherwise (learning rate 5e-4 for
   adapters, 10% warm-up, length-grouped pairs, the reference computed once per row, an evaluation of the
   validation pairs at the end, which its speed excludes).
 One function scores both results on the test pairs: reward accuracy (the DPO reward, the policy's log-probability
