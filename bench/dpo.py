@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--folder", help="(set by the parent: where the pair files are)")
+    parser.add_argument("--write-pairs", type=Path, default=None, metavar="DIR",
+                        help="write the train / validation / test pair files to DIR and stop (to choose a default "
+                             "on the validation pairs with tunelab train alone)")
     add_child_options(parser, ("trl", "tunelab"), "dpo")
     args = parser.parse_args()
     from tunelab.generate import bundled_generator_dir
@@ -194,8 +197,12 @@ def main() -> None:
         return
     import torch
 
-    folder = Path(tempfile.mkdtemp())
+    folder = args.write_pairs or Path(tempfile.mkdtemp())
+    folder.mkdir(parents=True, exist_ok=True)
     paths = write_splits(args, folder, pair_row)
+    if args.write_pairs:
+        print("pairs written:", ", ".join(paths.values()))
+        return
     args.paths = paths
     model, tokenizer, base = base_scores(args)
     before = scores(model, tokenizer, base, paths["test"])

@@ -9,12 +9,20 @@ applied), the checkpoint and the model transformers builds from the GGUF file al
 (`from_pretrained(folder, gguf_file=...)`, its tokenizer too) each answer greedily; the table says on how many
 prompts the greedy tokens are the same, how far the logits that chose them lie apart (the largest difference,
 and relative to the largest logit), the tokenizer's agreement on the prompts, the file size and the export time.
+
+With `--llama-cpp BIN` (a folder with llama.cpp's `llama-tokenize` and `llama-simple`, built from its source),
+llama.cpp itself reads each file as well: its ids for every templated prompt (`llama-tokenize --ids
+--parse-special`, the tokenizer tunelab wrote: merges, split rule, special tokens, add_bos) against the
+checkpoint tokenizer's, and its greedy answer (`llama-simple -n N`, its greedy sampler, stopping at an
+end-of-generation token) against the checkpoint's greedy text.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +51,30 @@ def greedy_paths(model, tokenizer, prompts: list[list[dict]], new_tokens: int):
     return out
 
 
-def compare(checkpoint: Path, quant: str, prompts, reference, new_tokens: int) -> dict:
+def llama_cpp_agreement(binaries: Path, path: Path, checkpoint: Path, prompts, reference, new_tokens: int) -> dict:
+    """How many prompts llama.cpp tokenizes to the checkpoint tokenizer's ids, and answers greedily with the
+    checkpoint's greedy text (up to its end-of-turn token, where llama-simple stops)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    same_ids = same_text = 0
+    for messages, (ids, path_ids, _) in zip(prompts, reference):
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        found = subprocess.run([str(binaries / "llama-tokenize"), "-m", str(path), "--stdin", "--ids",
+                                "--parse-special", "--no-escape", "--log-disable"], input=text, capture_output=True,
+                               text=True, check=True).stdout.strip().splitlines()[-1]
+        same_ids += ast.literal_eval(found) == ids[0].tolist()
+        answer = path_ids[0, ids.shape[1]:].tolist()
+        if tokenizer.eos_token_id in answer:
+            answer = answer[:answer.index(tokenizer.eos_token_id)]
+        # llama-simple prints the prompt's pieces and then its answer's; no escapes are applied to argv.
+        shown = subprocess.run([str(binaries / "llama-simple"), "-m", str(path), "-n", str(new_tokens), text],
+                               capture_output=True, text=True, check=True).stdout
+        same_text += shown.rstrip("\n") == (text + tokenizer.decode(answer)).rstrip("\n")
+    return {"llama_cpp_same_prompt_ids": same_ids, "llama_cpp_same_greedy": same_text}
+
+
+def compare(checkpoint: Path, quant: str, prompts, reference, new_tokens: int, llama_cpp: Path | None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,7 +97,8 @@ def compare(checkpoint: Path, quant: str, prompts, reference, new_tokens: int) -
     return {"variant": f"--quant {quant}", "prompts": len(prompts), "same_prompt_ids": same_ids,
             "same_greedy": same_text, "step_agreement": agree / steps, "max_logit_gap": max(gaps),
             "relative_gap": max(gaps) / scale, "size_mb": path.stat().st_size / 2**20, "export_s": seconds,
-            "template_equal": tokenizer.chat_template == AutoTokenizer.from_pretrained(checkpoint).chat_template}
+            "template_equal": tokenizer.chat_template == AutoTokenizer.from_pretrained(checkpoint).chat_template,
+            **(llama_cpp_agreement(llama_cpp, path, checkpoint, prompts, reference, new_tokens) if llama_cpp else {})}
 
 
 def main() -> None:
@@ -76,6 +108,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=24)
     parser.add_argument("--quants", nargs="+", default=["f16", "q8_0"])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--llama-cpp", type=Path, default=None,
+                        help="a folder with llama.cpp's llama-tokenize and llama-simple: llama.cpp reads each file too")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     import torch
@@ -94,7 +128,7 @@ def main() -> None:
     prompts = [messages[:-1] for messages in read_rows(paths["test"])]
     model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
     reference = greedy_paths(model, AutoTokenizer.from_pretrained(checkpoint), prompts, args.new_tokens)
-    rows = [compare(checkpoint, quant, prompts, reference, args.new_tokens) for quant in args.quants]
+    rows = [compare(checkpoint, quant, prompts, reference, args.new_tokens, args.llama_cpp) for quant in args.quants]
     print(f"commit {commit_label()}, threads {torch.get_num_threads()}, SFT on {args.rows} rows, "
           f"{args.prompts} prompts, {args.new_tokens} greedy tokens each")
     print_table("gguf", rows)

@@ -260,3 +260,37 @@ def test_the_data_is_detected_and_bad_rows_are_refused_with_their_row(tiny_llama
            "raise --max-length to keep them" in caplog.text
     assert "runs past" not in caplog.text  # the dropped pair is not counted as cut too
     assert "(preference)" in caplog.text and "DPO, beta 0.1" in caplog.text
+
+
+def test_a_beta_sweep_ranks_preference_runs_and_each_run_keeps_card_runs_and_push(tiny_llama, tmp_path, capsys):
+    """Preference runs go through the core like every task's: a sweep over --betas trains each trial with its
+    beta (recorded in its config), ranks them by the task's metric, and `runs`, the card and `push --dry-run`
+    work on what it leaves."""
+    import yaml
+
+    from tunelab.sweep import SweepConfig, run_sweep
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(40))
+    base = {"data": data, "model": tiny_llama, "epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "threads": 1,
+            "metric": "reward_margin"}
+    result = run_sweep(SweepConfig(base=base, study_dir=str(tmp_path / "study"), space={"beta": [0.1, 1.0]},
+                                   progress=False))
+    assert result.metric == "reward_margin" and [t.state for t in result.trials] == ["complete", "complete"]
+    assert sorted(t.params["beta"] for t in result.trials) == [0.1, 1.0]
+    assert result.trials[0].value >= result.trials[1].value  # best first
+    for trial in result.trials:
+        run = tmp_path / "study" / "trials" / f"trial-{trial.number:03d}"
+        resolved = yaml.safe_load((run / "config.yaml").read_text())["resolved"]
+        assert resolved["task"] == "preference" and resolved["beta"] == trial.params["beta"]
+        card = (run / "best" / "README.md").read_text()
+        assert "(task: preference)" in card and 'pipeline("text-generation"' in card
+        assert f"| reward_margin | {trial.value:.4f} |" in card
+    code, out, err = run_cli(["runs", tmp_path / "study" / "trials"], capsys)
+    assert code == 0, err
+    for trial in result.trials:  # each trial a run of the preference task, with its best reward margin
+        line = next(l for l in out.splitlines() if l.startswith(f"trial-{trial.number:03d} "))
+        parts = line.split()
+        assert (parts[1], parts[4], parts[5]) == ("preference", "reward_margin", f"{trial.value:.4f}")
+    best = tmp_path / "study" / "trials" / f"trial-{result.trials[0].number:03d}"
+    code, out, err = run_cli(["push", best, "--repo", "someone/tiny-dpo", "--dry-run"], capsys)
+    assert code == 0 and "README.md" in out and "model.safetensors" in out, err

@@ -72,7 +72,7 @@ def render(info: CardInfo, name: str) -> str:
         tags=["tunelab", info.task], eval_results=results or None,
     )
     body = [f"# {name}", "",
-            f"A {info.task} model fine-tuned with [tunelab](https://pypi.org/project/tunelab/) from "
+            f"A model fine-tuned with [tunelab](https://pypi.org/project/tunelab/) (task: {info.task}) from "
             f"`{base_model(info.model) or public_name(info.model)}` on `{data_name}`: {info.train_rows:,} training "
             f"rows, evaluated on {info.validation_rows:,} validation rows (step {info.step}"
             + (f", epoch {info.epoch:.2f}" if info.epoch is not None else "") + ")."]
