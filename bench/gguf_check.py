@@ -11,8 +11,8 @@ prompts the greedy tokens are the same, how far the logits that chose them lie a
 and relative to the largest logit), the tokenizer's agreement on the prompts, the file size and the export time.
 
 With `--llama-cpp BIN` (a folder with llama.cpp's `llama-tokenize` and `llama-simple`, built from its source),
-llama.cpp itself reads each file as well: its ids for every templated prompt (`llama-tokenize --ids
---parse-special`, the tokenizer tunelab wrote: merges, split rule, special tokens, add_bos) against the
+llama.cpp itself reads each file as well: its ids for every templated prompt (`llama-tokenize --ids`, which
+parses special tokens, the tokenizer tunelab wrote: merges, split rule, special tokens, add_bos) against the
 checkpoint tokenizer's, and its greedy answer (`llama-simple -n N`, its greedy sampler, stopping at an
 end-of-generation token) against the checkpoint's greedy text.
 """
@@ -61,7 +61,7 @@ def llama_cpp_agreement(binaries: Path, path: Path, checkpoint: Path, prompts, r
     for messages, (ids, path_ids, _) in zip(prompts, reference):
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         found = subprocess.run([str(binaries / "llama-tokenize"), "-m", str(path), "--stdin", "--ids",
-                                "--parse-special", "--no-escape", "--log-disable"], input=text, capture_output=True,
+                                "--no-escape", "--log-disable"], input=text, capture_output=True,
                                text=True, check=True).stdout.strip().splitlines()[-1]
         same_ids += ast.literal_eval(found) == ids[0].tolist()
         answer = path_ids[0, ids.shape[1]:].tolist()
