@@ -294,3 +294,29 @@ def test_a_beta_sweep_ranks_preference_runs_and_each_run_keeps_card_runs_and_pus
     best = tmp_path / "study" / "trials" / f"trial-{result.trials[0].number:03d}"
     code, out, err = run_cli(["push", best, "--repo", "someone/tiny-dpo", "--dry-run"], capsys)
     assert code == 0 and "README.md" in out and "model.safetensors" in out, err
+
+
+def test_a_lora_preference_run_trains_in_two_processes(tiny_llama, tmp_path):
+    """`accelerate launch` of a DPO run: each process computes the references it needs, the run's switches
+    travel with every batch to the loss, evaluations are gathered and written once."""
+    import os
+    import subprocess
+
+    import yaml
+
+    from conftest import launch_train
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(48))
+    run = tmp_path / "ddp"
+    command = launch_train() + ["--data", data, "--model", tiny_llama, "--lora", "--epochs", "2", "--batch-size",
+                                "4", "--beta", "0.5", "--threads", "1", "--no-progress", "--output", str(run)]
+    done = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resolved = yaml.safe_load((run / "config.yaml").read_text())["resolved"]
+    assert (resolved["num_processes"], resolved["task"], resolved["beta"]) == (2, "preference", 0.5)
+    assert "DPO, beta 0.5" in done.stderr
+    evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "eval_loss" in r]
+    # 43 training pairs (5 split off for validation) in batches of 4 on two processes: 6 steps an epoch.
+    assert [r["step"] for r in evals] == [6, 12]
+    assert all(0 <= r["eval_reward_accuracy"] <= 1 and r["eval_loss"] > 0 for r in evals)
