@@ -42,6 +42,7 @@ def pytest_sessionfinish(session, exitstatus):
               "install what they need or add the reason to the list")
         session.exitstatus = 1
 
+
 def free_port() -> int:
     """A TCP port nothing listens on now (tests run in parallel workers: never a fixed port)."""
     import socket

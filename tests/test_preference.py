@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from conftest import FILLER, NEGATIVE, POSITIVE, fails, run_cli
+from conftest import FILLER, NEGATIVE, POSITIVE, fails, launch_train, run_cli
 from test_language_models import build_tiny_llama, tokenizer_of, write_jsonl
 
 
@@ -303,8 +303,6 @@ def test_a_lora_preference_run_trains_in_two_processes(tiny_llama, tmp_path):
     import subprocess
 
     import yaml
-
-    from conftest import launch_train
 
     data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(48))
     run = tmp_path / "ddp"

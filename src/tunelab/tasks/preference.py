@@ -353,7 +353,7 @@ class PairCollator:
     """Pairs padded into `batch x 2 x length` (labels with -100); their reference log-probabilities stacked;
     the run's loss switches beside them."""
 
-    def __init__(self, pad_token_id: int = 0, objective: Objective = Objective("dpo", 0.1, 0.5)):
+    def __init__(self, pad_token_id: int, objective: Objective):
         self.pad_token_id, self.objective = pad_token_id, objective
 
     def __call__(self, rows: list[dict]) -> dict:
