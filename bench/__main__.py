@@ -26,6 +26,7 @@ BENCHMARKS = {
     "dpo": ("dpo", "preference tuning (DPO) with LoRA against TRL's DPOTrainer (rotten-tomatoes questions)"),
     "gguf": ("gguf_check", "GGUF export of an SFT run read back by transformers: greedy tokens and logits per --quant"),
     "lm-adapt": ("lm_adapt", "continued pre-training (perplexity before / after) and masked-LM adaptation (IMDb)"),
+    "mlm": ("mlm_speed", "masked-LM training against the run_mlm.py recipe, four precision variants (IMDb)"),
     "predict": ("predict_speed", "prediction speed against transformers.pipeline"),
     "serve": ("serve_load", "the server under load"),
     "serve-drain": ("serve_drain", "the server stopped by SIGTERM under load: nothing sent before it lost"),

@@ -11,11 +11,12 @@ import sys
 import time
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 matmul GFLOP/s on this machine with the current torch thread count."""
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: str = "fp32") -> float:
+    """Best matmul GFLOP/s on this machine with the current torch thread count, in fp32 or bf16."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b = torch.randn(size, size, dtype=kind), torch.randn(size, size, dtype=kind)
     torch.mm(a, b)  # warm-up
     best = 0.0
     for _ in range(repeats):
@@ -37,6 +38,91 @@ def forward_flops(config, lengths) -> float:
     for s in lengths:
         total += dense_per_token * s + layers * 4 * s * s * d
     return total
+
+
+def matmul_peaks() -> dict[str, float]:
+    """The fp32 and bf16 matmul peaks: each run's MFU is taken against the peak of the precision it computed in."""
+    return {dtype: matmul_peak_gflops(dtype=dtype) for dtype in ("fp32", "bf16")}
+
+
+# The four variants of a precision benchmark (issue 31): the recipe as users write it (fp32), the recipe with
+# the Trainer's bf16=True, tunelab --precision fp32, and tunelab at its defaults (--precision auto).
+PRECISION_RUNS = (("recipe", "fp32"), ("recipe", "bf16"), ("tunelab", "fp32"), ("tunelab", "auto"))
+
+
+def add_precision_options(parser) -> None:
+    """--precisions (the four variants, over --seeds) and the --precision a parent passes to each child."""
+    parser.add_argument("--precisions", action="store_true",
+                        help="run the four precision variants (recipe fp32 and bf16=True, tunelab --precision fp32 "
+                             "and its defaults) over --seeds; writes bench/results/precision-NAME.json")
+    parser.add_argument("--seeds", type=int, nargs="+", help="with --precisions: the seeds (default: --seed)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
+                        help="(set by the parent) the precision of this variant; without it the recipe is fp32 "
+                             "and tunelab at its default")
+
+
+def recipe_bf16(args) -> bool:
+    """The recipe's TrainingArguments(bf16=...) for this child."""
+    return getattr(args, "precision", None) == "bf16"
+
+
+def tunelab_precision(args) -> str:
+    """tunelab's --precision for this child (its default, auto, unless the parent says fp32)."""
+    return getattr(args, "precision", None) or "auto"
+
+
+def run_precision(run_dir) -> str:
+    """The precision a tunelab run computed in, as it recorded it (config.yaml's resolved.precision)."""
+    from pathlib import Path
+
+    import yaml
+
+    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["resolved"]["precision"]
+
+
+def precision_variants(run, seeds: list[int], speed: str, metric: str) -> tuple[list[dict], dict[str, float]]:
+    """The four variants for each seed (`run(side, precision, seed)` returns one child's row, tunelab rows with
+    the precision they computed in as `computed`); each row gains its seed, its speed-ups over the fp32 and the
+    bf16 recipe of its seed, and its MFU against the matmul peak of the precision it computed in."""
+    peaks = matmul_peaks()
+    rows = []
+    for seed in seeds:
+        group = []
+        for side, precision in PRECISION_RUNS:
+            row = run(side, precision, seed)
+            computed = row.get("computed") or precision
+            label = {("recipe", "fp32"): "recipe (fp32)", ("recipe", "bf16"): "recipe, bf16=True",
+                     ("tunelab", "fp32"): "tunelab --precision fp32"}.get(
+                (side, precision), f"tunelab defaults (auto: {computed})")
+            group.append({**row, "side": side, "setting": label, "seed": seed, "computed": computed,
+                          "metric_name": metric, "metric": row.get(metric)})
+        for row in group:
+            row["vs_fp32_recipe"] = row[speed] / group[0][speed]
+            row["vs_bf16_recipe"] = row[speed] / group[1][speed]
+            row["speed"] = row[speed]
+            if row.get("model_gflops"):
+                row["mfu"] = row["model_gflops"] / peaks[row["computed"] if row["computed"] in peaks else "fp32"]
+        rows += group
+    return rows, peaks
+
+
+def precision_benchmark(script: str, passed: list[str], recipe: str, args, speed: str, metric: str, unit: str,
+                        task: str, **extra) -> None:
+    """Run a side-by-side benchmark's four precision variants over --seeds (each in its own process: `recipe` is
+    the child variant of the recipe), print the table and write bench/results/precision-TASK.json (or --out)."""
+    from pathlib import Path
+
+    import tables
+
+    def run(side: str, precision: str, seed: int) -> dict:
+        variant = recipe if side == "recipe" else "tunelab"
+        return run_child(script, passed + ["--seed", str(seed), "--variant", variant, "--precision", precision])
+
+    rows, peaks = precision_variants(run, args.seeds or [args.seed], speed, metric)
+    out = args.out or str(Path(__file__).resolve().parent / "results" / f"precision-{task}.json")
+    path = write_result("precision", rows, out, task=task, speed_unit=unit, peaks_gflops=peaks, **extra)
+    print(tables.render(json.loads(Path(path).read_text(encoding="utf-8"))))
+    print("results:", path)
 
 
 def peak_rss_mb() -> float:

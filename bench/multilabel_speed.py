@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_side_by_side_options, commit_label, side_by_side, training_row, write_result  # noqa: E402
+from common import add_precision_options, add_side_by_side_options, commit_label, precision_benchmark, recipe_bf16, \
+    run_precision, side_by_side, training_row, tunelab_precision, write_result  # noqa: E402
 from tables import COLUMNS, print_table  # noqa: E402
 
 BATCH = 32
@@ -72,7 +73,7 @@ def run_trainer(args, padded: bool = False) -> dict:
     training_args = TrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=BATCH, per_device_eval_batch_size=128,
         num_train_epochs=args.epochs, seed=args.seed, eval_strategy="no", save_strategy="no", report_to="none",
-        logging_steps=50, use_cpu=True, disable_tqdm=True,
+        logging_steps=50, use_cpu=True, disable_tqdm=True, bf16=recipe_bf16(args),
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train,
                       data_collator=default_data_collator if padded else DataCollatorWithPadding(tokenizer),
@@ -100,19 +101,21 @@ def run_tunelab(args) -> dict:
     data = load(args)
     config = TrainConfig(data=str(Path(args.data) / "train.tsv"), label_column="labels",
                          output=tempfile.mkdtemp() + "/run", epochs=args.epochs, seed=args.seed, progress=False,
-                         batch_size=BATCH)
+                         batch_size=BATCH, precision=tunelab_precision(args))
     result = train(config, data=data)
     batching = yaml.safe_load((result.run_dir / "config.yaml").read_text())["resolved"]["batching"]
     tokenizer = load_tokenizer(str(bundled_model_dir()))
     lengths = [len(x) for x in tokenizer(data.train["text"].tolist(), truncation=True, max_length=128)["input_ids"]]
     seconds = len(data.train) * args.epochs / result.samples_per_second
-    return training_row(f"tunelab train, defaults ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()),
-                     lengths, args.epochs, seconds, result.best_metrics, result.samples_per_second)
+    row = training_row(f"tunelab train, defaults ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()),
+                       lengths, args.epochs, seconds, result.best_metrics, result.samples_per_second)
+    return {**row, "computed": run_precision(result.run_dir)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_side_by_side_options(parser, "../shared/data/goemotions")
+    add_precision_options(parser)
     args = parser.parse_args()
 
     if args.variant:
@@ -122,6 +125,11 @@ def main() -> None:
 
     import torch
 
+    if args.precisions:  # the recipe with dynamic padding: the faster of its two forms
+        passed = ["--data", args.data, "--epochs", str(args.epochs)] + (["--limit", str(args.limit)] if args.limit else [])
+        precision_benchmark(__file__, passed, "trainer", args, "samples_per_s", "micro_f1", "training samples/s",
+                            "multilabel", data=args.data, limit=args.limit, epochs=args.epochs)
+        return
     rows, peak = side_by_side(__file__, args, ("trainer-padded", "trainer", "tunelab"))
     for row in rows:
         row["speedup_dynamic"] = row["samples_per_s"] / rows[1]["samples_per_s"]

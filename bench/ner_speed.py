@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_side_by_side_options, commit_label, side_by_side, training_row, write_result  # noqa: E402
+from common import add_precision_options, add_side_by_side_options, commit_label, precision_benchmark, recipe_bf16, \
+    run_precision, side_by_side, training_row, tunelab_precision, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0.01)
@@ -76,7 +77,7 @@ def run_trainer(args) -> dict:
         per_device_eval_batch_size=128, learning_rate=HYPER["learning_rate"], num_train_epochs=args.epochs,
         warmup_steps=HYPER["warmup_ratio"], weight_decay=HYPER["weight_decay"], seed=args.seed,
         eval_strategy="no", save_strategy="no", report_to="none", logging_steps=50, use_cpu=True,
-        disable_tqdm=True,
+        disable_tqdm=True, bf16=recipe_bf16(args),
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train,
                       data_collator=DataCollatorForTokenClassification(tokenizer), processing_class=tokenizer)
@@ -105,7 +106,8 @@ def run_tunelab(args) -> dict:
 
     data = load(args)
     config = TrainConfig(data=str(Path(args.data) / "train.txt"), output=tempfile.mkdtemp() + "/run",
-                         epochs=args.epochs, seed=args.seed, progress=False, eval_batch_size=128, **HYPER)
+                         epochs=args.epochs, seed=args.seed, progress=False, eval_batch_size=128,
+                         precision=tunelab_precision(args), **HYPER)
     result = train(config, data=data)
     import yaml
 
@@ -113,8 +115,9 @@ def run_tunelab(args) -> dict:
     lengths = [len(x) for x in load_lengths(data)]
     seconds = len(data.train) * args.epochs / result.samples_per_second
     metrics = {k: result.best_metrics[k] for k in ("f1", "precision", "recall", "accuracy")}
-    return training_row(f"tunelab train ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()), lengths, args.epochs,
-                     seconds, metrics, result.samples_per_second)
+    row = training_row(f"tunelab train ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()),
+                       lengths, args.epochs, seconds, metrics, result.samples_per_second)
+    return {**row, "computed": run_precision(result.run_dir)}
 
 
 def load_lengths(data):
@@ -128,6 +131,7 @@ def load_lengths(data):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_side_by_side_options(parser, "../shared/data/conll2003")
+    add_precision_options(parser)
     args = parser.parse_args()
 
     if args.variant:
@@ -137,6 +141,11 @@ def main() -> None:
 
     import torch
 
+    if args.precisions:
+        passed = ["--data", args.data, "--epochs", str(args.epochs)] + (["--limit", str(args.limit)] if args.limit else [])
+        precision_benchmark(__file__, passed, "trainer", args, "samples_per_s", "f1", "training sentences/s", "ner",
+                            data=args.data, limit=args.limit, epochs=args.epochs)
+        return
     rows, peak = side_by_side(__file__, args)
     commit = commit_label()
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "

@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import forward_flops, matmul_peak_gflops, peak_rss_mb, read_tsv, run_child, write_result  # noqa: E402
+from common import forward_flops, matmul_peaks, peak_rss_mb, read_tsv, run_child, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
-VARIANTS = {"pipeline": "transformers.pipeline", "torch": "tunelab predict (PyTorch fp32)",
-            "onnx": "tunelab predict --backend onnx (int8)"}
+VARIANTS = {"pipeline": "transformers.pipeline", "torch-fp32": "tunelab predict (PyTorch, fp32)",
+            "torch": "tunelab predict (PyTorch, its default precision)", "onnx": "tunelab predict --backend onnx (int8)"}
 
 
 def read(args):
@@ -57,10 +57,13 @@ def run_variant(args) -> dict:
         classifier(inputs[:8])  # warm-up
         seconds, outputs = best_time(lambda: classifier(inputs), args.repeats)
         predicted = [r["label"] for r in outputs]
+        computed = "fp32"
     else:
         import tunelab
 
-        predictor = tunelab.load(args.checkpoint, backend=args.variant, batch_size=args.batch_size)
+        predictor = tunelab.load(args.checkpoint, backend=args.variant.removesuffix("-fp32"),
+                                 batch_size=args.batch_size, precision="fp32" if args.variant == "torch-fp32" else "auto")
+        computed = "int8" if args.variant == "onnx" else predictor.precision.name
         predictor.predict(texts[:8], pairs[:8] if pairs else None)  # warm-up
         seconds, outputs = best_time(lambda: predictor.predict(texts, pairs), args.repeats)
         predicted = [p.label for p in outputs]
@@ -70,7 +73,7 @@ def run_variant(args) -> dict:
     lengths = [len(x) for x in tokenizer(texts, pairs, truncation=True, max_length=512)["input_ids"]]
     flops = forward_flops(AutoConfig.from_pretrained(args.checkpoint), lengths)
     accuracy = sum(str(p) == str(label) for p, label in zip(predicted, labels)) / len(labels)
-    return {"variant": VARIANTS[args.variant], "rows": len(texts), "seconds": seconds,
+    return {"variant": VARIANTS[args.variant], "computed": computed, "rows": len(texts), "seconds": seconds,
             "samples_per_s": len(texts) / seconds, "accuracy": accuracy, "model_gflops": flops / seconds / 1e9,
             "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads(), "predicted": [str(p) for p in predicted]}
 
@@ -92,7 +95,7 @@ def main() -> None:
         print(json.dumps(run_variant(args)))
         return
 
-    peak = matmul_peak_gflops()
+    peaks = matmul_peaks()
     passed = ["--checkpoint", args.checkpoint, "--data", args.data, "--text-column", args.text_column,
               "--label-column", args.label_column, "--batch-size", str(args.batch_size),
               "--repeats", str(args.repeats)]
@@ -104,14 +107,21 @@ def main() -> None:
         export.export_onnx(args.checkpoint)  # once, untimed, as `tunelab export` would
     rows = [run_child(__file__, passed + ["--variant", v]) for v in VARIANTS]
     for row in rows:
-        row["mfu"] = row["model_gflops"] / peak
+        # MFU against the peak of the precision the row computes in (int8 ONNX against the fp32 peak: no int8
+        # peak is measured)
+        row["mfu"] = row["model_gflops"] / peaks.get(row["computed"], peaks["fp32"])
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
         row["accuracy_change"] = (row["accuracy"] - rows[1]["accuracy"]) * 100
         row["agreement"] = sum(a == b for a, b in zip(row["predicted"], rows[1]["predicted"])) / row["rows"]
-    print(f"threads {rows[0]['threads']}, fp32 matmul peak {peak:.1f} GFLOP/s, {rows[0]['rows']} rows of {args.data}")
+    print(f"threads {rows[0]['threads']}, matmul peaks {peaks} GFLOP/s, {rows[0]['rows']} rows of {args.data}")
     rows = [{k: v for k, v in row.items() if k != "predicted"} for row in rows]
     print_table("predict", rows)
-    print("results:", write_result("predict", rows, args.out, peak_gflops=peak, data=args.data))
+    torch_default, onnx = rows[2], rows[3]
+    faster = max((torch_default, onnx), key=lambda r: r["samples_per_s"])
+    verdict = (f"faster on this machine: {faster['variant']} ({faster['computed']}), "
+               f"{faster['samples_per_s'] / min(torch_default['samples_per_s'], onnx['samples_per_s']):.2f}x the other")
+    print(verdict)
+    print("results:", write_result("predict", rows, args.out, peaks_gflops=peaks, data=args.data, verdict=verdict))
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import commit_label, matmul_peak_gflops, peak_rss_mb, run_child, write_result  # noqa: E402
+from common import add_precision_options, commit_label, matmul_peak_gflops, peak_rss_mb, precision_variants, \
+    recipe_bf16, run_child, run_precision, tunelab_precision, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 QUESTION = "Is this review positive or negative? Answer with one word.\n\n{text}"
@@ -115,7 +116,7 @@ def run_trl(args, paths: dict, model_path: str) -> dict:
                        num_train_epochs=args.epochs, learning_rate=LEARNING_RATE, lr_scheduler_type="linear",
                        warmup_steps=0.1, weight_decay=0.01, max_length=args.max_length, seed=args.seed,
                        eval_strategy="no", save_strategy="no", report_to="none", logging_steps=20, use_cpu=True,
-                       disable_tqdm=True, bf16=False, fp16=False)
+                       disable_tqdm=True, bf16=recipe_bf16(args), fp16=False)
     trainer = SFTTrainer(model=model, args=config, train_dataset=as_prompt_completion(paths["train"]),
                          processing_class=tokenizer, peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA))
     output = trainer.train()
@@ -130,11 +131,13 @@ def run_tunelab(args, paths: dict, model_path: str) -> dict:
     out = tempfile.mkdtemp() + "/run"
     result = train(TrainConfig(data=paths["train"], validation=paths["validation"], task="causal-lm",
                                model=model_path, lora=True, epochs=args.epochs, batch_size=args.batch_size,
-                               max_length=args.max_length, seed=args.seed, progress=False, output=out))
+                               max_length=args.max_length, seed=args.seed, progress=False, output=out,
+                               precision=tunelab_precision(args)))
     rows = result.rows_trained
     return {"variant": "tunelab train --task causal-lm --lora", "train_s": rows / result.samples_per_second,
             "wall_s": result.train_seconds, "exact_match": score_folder(str(result.best_dir), paths["test"]),
-            "validation_loss": result.best_metrics.get("loss"), "peak_rss_mb": peak_rss_mb()}
+            "validation_loss": result.best_metrics.get("loss"), "peak_rss_mb": peak_rss_mb(),
+            "computed": run_precision(result.run_dir)}
 
 
 def main() -> None:
@@ -151,6 +154,7 @@ def main() -> None:
     parser.add_argument("--folder", help="(set by the parent)")
     parser.add_argument("--json", action="store_true", help="(set by the parent)")
     parser.add_argument("--out", help="the result file (default bench/results/sft.json)")
+    add_precision_options(parser)
     args = parser.parse_args()
 
     from tunelab.modeling import resolve_model
@@ -169,6 +173,9 @@ def main() -> None:
     tokens = train_tokens(model_path, paths["train"]) * args.epochs
     passed = [a for a in sys.argv[1:] if a != "--json"] + ["--folder", str(folder)]
     base = run_child(__file__, passed + ["--variant", "base"])
+    if args.precisions:
+        precision_sft(args, passed, model_path, tokens, base["exact_match"])
+        return
     peak = matmul_peak_gflops()
     rows = [run_child(__file__, passed + ["--variant", v]) for v in ("trl", "tunelab")]
     from transformers import AutoConfig
@@ -187,6 +194,31 @@ def main() -> None:
                                    epochs=args.epochs, batch_size=args.batch_size, train_tokens=tokens,
                                    exact_match_before=base["exact_match"], lora=LORA, learning_rate=LEARNING_RATE,
                                    model_type=model_config.model_type))
+
+
+def precision_sft(args, passed: list[str], model_path: str, tokens: int, before: float) -> None:
+    """The four precision variants (TRL fp32 and bf16=True, tunelab --precision fp32 and its defaults) on the
+    same rows; --seeds change the training seed only (the rows are --seed's sample)."""
+    from pathlib import Path
+
+    import tables
+
+    flops_per_token = 4 * weight_count(model_path)
+    passed = [a for a in passed if a not in ("--precisions",)]
+
+    def run(side: str, precision: str, seed: int) -> dict:
+        row = run_child(__file__, passed + ["--seed", str(seed), "--variant", "trl" if side == "recipe" else "tunelab",
+                                            "--precision", precision])
+        row["tokens_per_s"] = tokens / row["train_s"]
+        row["model_gflops"] = row["tokens_per_s"] * flops_per_token / 1e9
+        return {**row, "exact_match_before": before}
+
+    rows, peaks = precision_variants(run, args.seeds or [args.seed], "tokens_per_s", "exact_match")
+    out = args.out or str(Path(__file__).resolve().parent / "results" / "precision-sft.json")
+    path = write_result("precision", rows, out, task="sft", speed_unit="training tokens/s", peaks_gflops=peaks,
+                        train_rows=args.rows, test_rows=args.test_rows, train_tokens=tokens, exact_match_before=before)
+    print(tables.render(json.loads(Path(path).read_text(encoding="utf-8"))))
+    print("results:", path)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,18 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "mc": [("variant", "variant", ""), ("seed", "seed", ""), ("rows", "training rows", "d"), ("epochs", "epochs", "d"),
            ("rows_per_s", "rows/s", ".1f"), ("speedup", "vs recipe", ".2f"), ("accuracy", "dev accuracy", ".4f"),
            ("train_s", "train s", ".0f")],
+    # four precision variants per seed (issue 31): speed in the task's unit (the file's `speed_unit`), quality
+    # in its metric, MFU against the matmul peak of the precision the row computed in
+    "precision": [("setting", "variant", ""), ("seed", "seed", ""), ("computed", "computes in", ""),
+                  ("speed", "speed", ".1f"), ("vs_fp32_recipe", "vs fp32 recipe", ".2f"),
+                  ("vs_bf16_recipe", "vs bf16 recipe", ".2f"), ("metric_name", "metric", ""),
+                  ("metric", "value", ".4f"), ("train_s", "train s", ".0f"), ("mfu", "MFU", ".1%"),
+                  ("peak_rss_mb", "peak RSS MB", ".0f")],
+    "precision-means": [("setting", "variant", ""), ("seeds", "seeds", "d"), ("speed", "speed (mean)", ".1f"),
+                        ("vs_fp32_recipe", "vs fp32 recipe (mean)", ".2f"),
+                        ("vs_bf16_recipe", "vs bf16 recipe (mean)", ".2f"), ("metric_name", "metric", ""),
+                        ("metric", "mean", ".4f"), ("metric_sd", "seed-to-seed SD", ".4f"),
+                        ("metric_range", "min - max", "")],
     "serve-drain": [("round", "round", "d"), ("signal_s", "SIGTERM at s", ".1f"),
                     ("before_sent", "sent before it", "d"), ("before_answered", "answered", "d"),
                     ("before_lost", "lost", "d"), ("after_answered", "after it: answered", "d"),
@@ -82,9 +94,9 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                      ("macro_f1", "macro F1", ".4f"), ("wall_s", "wall s", ".0f"),
                      ("mlm_perplexity_before", "MLM perplexity before", ".2f"),
                      ("mlm_perplexity_after", "after", ".2f")],
-    "predict": [("variant", "variant", ""), ("samples_per_s", "samples/s", ".1f"), ("speedup", "vs pipeline", ".2f"),
+    "predict": [("variant", "variant", ""), ("computed", "computes in", ""), ("samples_per_s", "samples/s", ".1f"), ("speedup", "vs pipeline", ".2f"),
                 ("accuracy", "accuracy", ".4f"), ("accuracy_change", "vs fp32 (points)", "+.2f"),
-                ("agreement", "same as fp32", ".1%"), ("model_gflops", "model GFLOP/s", ".1f"), ("mfu", "MFU", ".1%"),
+                ("agreement", "same as tunelab fp32", ".1%"), ("model_gflops", "model GFLOP/s", ".1f"), ("mfu", "MFU", ".1%"),
                 ("peak_rss_mb", "peak RSS MB", ".0f")],
     "serve": [("mode", "mode", ""), ("sent", "sent", "d"), ("received", "received", "d"), ("errors", "errors", "d"),
               ("requests_per_s", "requests/s", ".1f"), ("speedup", "vs batch 1", ".2f"), ("p50_ms", "p50 ms", ".0f"),
@@ -133,8 +145,34 @@ def provenance(record: dict) -> str:
 
 
 def render(record: dict) -> str:
-    """The block for one result file: where the figures come from, then the table."""
-    return f"{provenance(record)}\n\n{table(record['rows'], COLUMNS[record['benchmark']])}\n"
+    """The block for one result file: where the figures come from, then the table (and, for a precision
+    benchmark over several seeds, each variant's means and spread)."""
+    body = f"{provenance(record)}\n\n{table(record['rows'], COLUMNS[record['benchmark']])}\n"
+    if record["benchmark"] == "precision":
+        peaks = record.get("peaks_gflops") or {}
+        body += (f"\nspeed: {record.get('speed_unit', '?')}; matmul peaks: "
+                 + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
+        means = precision_means(record["rows"])
+        if any(m["seeds"] > 1 for m in means):
+            body += f"\n{table(means, COLUMNS['precision-means'])}\n"
+    return body
+
+
+def precision_means(rows: list[dict]) -> list[dict]:
+    """Each variant of a precision benchmark over its seeds: mean speed and speed-ups, the metric's mean, sample
+    standard deviation and range."""
+    import statistics
+
+    means = []
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        runs = [r for r in rows if r["setting"] == setting]
+        values = [r["metric"] for r in runs if r.get("metric") is not None]
+        means.append({"setting": setting, "seeds": len(runs), "metric_name": runs[0].get("metric_name"),
+                      **{k: statistics.fmean(r[k] for r in runs) for k in ("speed", "vs_fp32_recipe", "vs_bf16_recipe")},
+                      "metric": statistics.fmean(values) if values else None,
+                      "metric_sd": statistics.stdev(values) if len(values) > 1 else None,
+                      "metric_range": f"{min(values):.4f} - {max(values):.4f}" if values else ""})
+    return means
 
 
 def set_options(command: str, commit: str = "?") -> str:

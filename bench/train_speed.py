@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import forward_flops, matmul_peak_gflops, peak_rss_mb, run_child, write_result  # noqa: E402
+from common import add_precision_options, forward_flops, matmul_peak_gflops, peak_rss_mb, precision_benchmark, \
+    recipe_bf16, run_child, run_precision, tunelab_precision, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0.01, max_length=128)
@@ -48,7 +49,7 @@ def run_trainer(args) -> dict:
     data = load(args)
     path = str(bundled_model_dir())
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=data.num_labels)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(data.label_names))
 
     def tokenize(batch):
         return tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=HYPER["max_length"])
@@ -61,7 +62,7 @@ def run_trainer(args) -> dict:
         per_device_eval_batch_size=128, learning_rate=HYPER["learning_rate"], num_train_epochs=args.epochs,
         warmup_steps=HYPER["warmup_ratio"], weight_decay=HYPER["weight_decay"], seed=args.seed,
         eval_strategy="no", save_strategy="no", report_to="none", logging_steps=50, use_cpu=True,
-        disable_tqdm=True,
+        disable_tqdm=True, bf16=recipe_bf16(args),
     )
 
     def metrics(prediction):
@@ -84,7 +85,7 @@ def run_tunelab(args) -> dict:
 
     data = load(args)
     config = TrainConfig(data="bench", output=tempfile.mkdtemp() + "/run", epochs=args.epochs, seed=args.seed,
-                         progress=False, eval_batch_size=128, **HYPER)
+                         progress=False, eval_batch_size=128, precision=tunelab_precision(args), **HYPER)
     result = train(config, data=data)
     from tunelab.tasks.texts import encode_frame
     from tunelab.modeling import bundled_model_dir, load_tokenizer
@@ -93,8 +94,9 @@ def run_tunelab(args) -> dict:
     tokenizer = load_tokenizer(str(bundled_model_dir()))
     lengths = encode_frame(tokenizer, data.train, HYPER["max_length"]).lengths
     seconds = len(data.train) * args.epochs / result.samples_per_second
-    return summarize("tunelab train", AutoConfig.from_pretrained(bundled_model_dir()), lengths, args.epochs,
-                     seconds, result.best_metrics["accuracy"], result.samples_per_second)
+    row = summarize("tunelab train", AutoConfig.from_pretrained(bundled_model_dir()), lengths, args.epochs,
+                    seconds, result.best_metrics["accuracy"], result.samples_per_second)
+    return {**row, "computed": run_precision(result.run_dir)}
 
 
 def summarize(name, config, lengths, epochs, seconds, accuracy, reported_speed) -> dict:
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--variant", choices=["trainer", "tunelab"])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", help="the result file (default bench/results/NAME.json)")
+    add_precision_options(parser)
     args = parser.parse_args()
 
     if args.variant:
@@ -124,11 +127,16 @@ def main() -> None:
 
     import torch
 
-    peak = matmul_peak_gflops()
-    passed = ["--data", args.data, "--limit", str(args.limit), "--epochs", str(args.epochs), "--seed",
-              str(args.seed), "--text-column", args.text_column]
+    passed = ["--data", args.data, "--limit", str(args.limit), "--epochs", str(args.epochs), "--text-column",
+              args.text_column]
     if args.text_pair_column:
         passed += ["--text-pair-column", args.text_pair_column]
+    if args.precisions:
+        precision_benchmark(__file__, passed, "trainer", args, "samples_per_s", "accuracy", "training samples/s",
+                            "classification", data=args.data, limit=args.limit, epochs=args.epochs)
+        return
+    passed += ["--seed", str(args.seed)]
+    peak = matmul_peak_gflops()
     rows = [run_child(__file__, passed + ["--variant", v]) for v in ("trainer", "tunelab")]
     for row in rows:
         row["mfu"] = row["model_gflops"] / peak
