@@ -31,6 +31,7 @@ BENCHMARKS = {
     "serve": ("serve_load", "the server under load"),
     "serve-drain": ("serve_drain", "the server stopped by SIGTERM under load: nothing sent before it lost"),
     "generate": ("generate_speed", "generation speed"),
+    "profile": ("step_profile", "where a training step's time goes per task: matmuls, attention, optimizer, casts"),
     "packing": ("packing_step", "one training step on packed, grouped and random batches"),
     "batching": ("batching", "prediction batch layouts"),
     "clip": ("clip_cost", "what gradient clipping costs a step"),

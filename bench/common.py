@@ -106,17 +106,21 @@ def precision_variants(run, seeds: list[int], speed: str, metric: str) -> tuple[
     return rows, peaks
 
 
-def precision_benchmark(script: str, passed: list[str], recipe: str, args, speed: str, metric: str, unit: str,
-                        task: str, **extra) -> None:
-    """Run a side-by-side benchmark's four precision variants over --seeds (each in its own process: `recipe` is
-    the child variant of the recipe), print the table and write bench/results/precision-TASK.json (or --out)."""
-    from pathlib import Path
-
-    import tables
-
+def child_variants(script: str, passed: list[str], recipe: str):
+    """`run(side, precision, seed)` for precision_benchmark: one child process of `script` per variant (`recipe`
+    is the child variant of the recipe's side)."""
     def run(side: str, precision: str, seed: int) -> dict:
         variant = recipe if side == "recipe" else "tunelab"
         return run_child(script, passed + ["--seed", str(seed), "--variant", variant, "--precision", precision])
+    return run
+
+
+def precision_benchmark(run, args, speed: str, metric: str, unit: str, task: str, **extra) -> None:
+    """Run the four precision variants over --seeds (`run(side, precision, seed)` returns one variant's row),
+    print the table and write bench/results/precision-TASK.json (or --out)."""
+    from pathlib import Path
+
+    import tables
 
     rows, peaks = precision_variants(run, args.seeds or [args.seed], speed, metric)
     out = args.out or str(Path(__file__).resolve().parent / "results" / f"precision-{task}.json")

@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_precision_options, forward_flops, peak_rss_mb, precision_benchmark, recipe_bf16, \
-    run_precision, tunelab_precision  # noqa: E402
+from common import add_precision_options, child_variants, forward_flops, peak_rss_mb, precision_benchmark, \
+    recipe_bf16, run_precision, tunelab_precision  # noqa: E402
 
 IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb" / "train.tsv"
 BLOCK, BATCH, MASKED = 128, 16, 0.15
@@ -154,8 +154,9 @@ def main() -> None:
         raise SystemExit("python -m bench mlm runs its four precision variants: add --precisions")
     passed = ["--reviews", str(args.reviews), "--eval-reviews", str(args.eval_reviews), "--data-seed",
               str(args.data_seed)]
-    precision_benchmark(__file__, passed, "recipe", args, "tokens_per_s", "perplexity", "training tokens/s", "mlm",
-                        reviews=args.reviews, block_size=BLOCK, batch_size=BATCH)
+    precision_benchmark(child_variants(__file__, passed, "recipe"), args,
+                            "tokens_per_s", "perplexity", "training tokens/s", "mlm",
+                            reviews=args.reviews, block_size=BLOCK, batch_size=BATCH)
 
 
 if __name__ == "__main__":

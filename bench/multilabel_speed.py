@@ -12,7 +12,10 @@ and with dynamic padding (`DataCollatorWithPadding`, what a user who knows to tu
 tunelab runs with its defaults. Both read the same rows through tunelab's reader, train the bundled MiniLM for
 the same epochs at batch 32 and are scored alike on the dev set (micro and macro F1, subset accuracy); tunelab
 also reports its figures at the per-label thresholds it tuned on that dev set. Each variant runs in its own
-process (for its own peak RSS).
+process (for its own peak RSS). Both trained models are also scored by one function, `ranking_scores` (fp32,
+the dev texts as each side's tokenizer reads them): micro-averaged average precision, which needs no threshold
+and so shows what a short run learned where F1 at 0.5 is still 0 (one epoch of a few thousand rows); the
+precision benchmark (`--precisions`) compares its variants on it.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_precision_options, add_side_by_side_options, commit_label, precision_benchmark, recipe_bf16, \
-    run_precision, side_by_side, training_row, tunelab_precision, write_result  # noqa: E402
+from common import add_precision_options, add_side_by_side_options, child_variants, commit_label, \
+    precision_benchmark, recipe_bf16, run_precision, side_by_side, training_row, tunelab_precision, \
+    write_result  # noqa: E402
 from tables import COLUMNS, print_table  # noqa: E402
 
 BATCH = 32
@@ -41,6 +45,26 @@ def load(args):
 
     return load_task_data(DataSpec(str(Path(args.data) / "train.tsv"), validation=str(Path(args.data) / "dev.tsv"),
                                    label_column="labels", limit=args.limit, seed=args.seed))
+
+
+def ranking_scores(model, tokenizer, texts: list[str], truth) -> dict:
+    """Micro- and macro-averaged average precision of `model`'s label probabilities on `texts` (fp32, batches
+    of 128): the same function for every variant."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import average_precision_score
+
+    model.eval().float()
+    probabilities = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), 128):
+            encoded = tokenizer(texts[start:start + 128], truncation=True, max_length=128, padding=True,
+                                return_tensors="pt")
+            probabilities.append(torch.sigmoid(model(**encoded).logits.float()).numpy())
+    scores = np.concatenate(probabilities)
+    present = truth.sum(0) > 0  # a label absent from the dev set has no average precision
+    return {"micro_ap": float(average_precision_score(truth[:, present], scores[:, present], average="micro")),
+            "macro_ap": float(average_precision_score(truth[:, present], scores[:, present], average="macro"))}
 
 
 def run_trainer(args, padded: bool = False) -> dict:
@@ -84,6 +108,7 @@ def run_trainer(args, padded: bool = False) -> dict:
     predictions = trainer.predict(dev)
     truth = np.array(data.validation["label"].tolist(), dtype=int)
     metrics = set_metrics(sigmoid(predictions.predictions) >= 0.5, truth)
+    metrics.update(ranking_scores(model, tokenizer, data.validation["text"].tolist(), truth))
     lengths = [sum(mask) for mask in train["attention_mask"]]  # real pieces: model FLOPs count no padding
     name = "run_classification.py recipe, its default padding to 128" if padded else \
         "run_classification.py recipe, dynamic padding"
@@ -107,8 +132,14 @@ def run_tunelab(args) -> dict:
     tokenizer = load_tokenizer(str(bundled_model_dir()))
     lengths = [len(x) for x in tokenizer(data.train["text"].tolist(), truncation=True, max_length=128)["input_ids"]]
     seconds = len(data.train) * args.epochs / result.samples_per_second
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification
+
+    truth = np.array(data.validation["label"].tolist(), dtype=int)
+    ranking = ranking_scores(AutoModelForSequenceClassification.from_pretrained(result.best_dir),
+                             load_tokenizer(str(result.best_dir)), data.validation["text"].tolist(), truth)
     row = training_row(f"tunelab train, defaults ({batching} batches)", AutoConfig.from_pretrained(bundled_model_dir()),
-                       lengths, args.epochs, seconds, result.best_metrics, result.samples_per_second)
+                       lengths, args.epochs, seconds, {**result.best_metrics, **ranking}, result.samples_per_second)
     return {**row, "computed": run_precision(result.run_dir)}
 
 
@@ -127,7 +158,8 @@ def main() -> None:
 
     if args.precisions:  # the recipe with dynamic padding: the faster of its two forms
         passed = ["--data", args.data, "--epochs", str(args.epochs)] + (["--limit", str(args.limit)] if args.limit else [])
-        precision_benchmark(__file__, passed, "trainer", args, "samples_per_s", "micro_f1", "training samples/s",
+        precision_benchmark(child_variants(__file__, passed, "trainer"), args,
+                            "samples_per_s", "micro_ap", "training samples/s",
                             "multilabel", data=args.data, limit=args.limit, epochs=args.epochs)
         return
     rows, peak = side_by_side(__file__, args, ("trainer-padded", "trainer", "tunelab"))

@@ -24,8 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_precision_options, add_side_by_side_options, commit_label, precision_benchmark, recipe_bf16, \
-    run_precision, side_by_side, training_row, tunelab_precision, write_result  # noqa: E402
+from common import add_precision_options, add_side_by_side_options, child_variants, commit_label, \
+    precision_benchmark, recipe_bf16, run_precision, side_by_side, training_row, tunelab_precision, \
+    write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0.01)
@@ -143,7 +144,8 @@ def main() -> None:
 
     if args.precisions:
         passed = ["--data", args.data, "--epochs", str(args.epochs)] + (["--limit", str(args.limit)] if args.limit else [])
-        precision_benchmark(__file__, passed, "trainer", args, "samples_per_s", "f1", "training sentences/s", "ner",
+        precision_benchmark(child_variants(__file__, passed, "trainer"), args,
+                            "samples_per_s", "f1", "training sentences/s", "ner",
                             data=args.data, limit=args.limit, epochs=args.epochs)
         return
     rows, peak = side_by_side(__file__, args)

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import forward_flops, matmul_peaks, peak_rss_mb, read_tsv, run_child, write_result  # noqa: E402
+from common import forward_flops, matmul_peaks, peak_rss_mb, read_tsv, run_child, run_tunelab, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 VARIANTS = {"pipeline": "transformers.pipeline", "torch-fp32": "tunelab predict (PyTorch, fp32)",
@@ -104,12 +104,13 @@ def main() -> None:
     import tunelab.export as export
 
     if not export.onnx_path(args.checkpoint).exists():
-        export.export_onnx(args.checkpoint)  # once, untimed, as `tunelab export` would
+        # once, untimed, as a user would; in its own process: Linux keeps a process's peak RSS across exec, so
+        # a parent that loaded the model would hand its peak to every child
+        run_tunelab("export", args.checkpoint)
     rows = [run_child(__file__, passed + ["--variant", v]) for v in VARIANTS]
     for row in rows:
-        # MFU against the peak of the precision the row computes in (int8 ONNX against the fp32 peak: no int8
-        # peak is measured)
-        row["mfu"] = row["model_gflops"] / peaks.get(row["computed"], peaks["fp32"])
+        # MFU against the peak of the precision the row computes in; none for int8 ONNX (no int8 peak measured)
+        row["mfu"] = row["model_gflops"] / peaks[row["computed"]] if row["computed"] in peaks else None
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
         row["accuracy_change"] = (row["accuracy"] - rows[1]["accuracy"]) * 100
         row["agreement"] = sum(a == b for a, b in zip(row["predicted"], rows[1]["predicted"])) / row["rows"]

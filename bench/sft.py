@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_precision_options, commit_label, matmul_peak_gflops, peak_rss_mb, precision_variants, \
+from common import add_precision_options, commit_label, matmul_peak_gflops, peak_rss_mb, precision_benchmark, \
     recipe_bf16, run_child, run_precision, tunelab_precision, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
@@ -199,12 +199,8 @@ def main() -> None:
 def precision_sft(args, passed: list[str], model_path: str, tokens: int, before: float) -> None:
     """The four precision variants (TRL fp32 and bf16=True, tunelab --precision fp32 and its defaults) on the
     same rows; --seeds change the training seed only (the rows are --seed's sample)."""
-    from pathlib import Path
-
-    import tables
-
     flops_per_token = 4 * weight_count(model_path)
-    passed = [a for a in passed if a not in ("--precisions",)]
+    passed = [a for a in passed if a != "--precisions"]
 
     def run(side: str, precision: str, seed: int) -> dict:
         row = run_child(__file__, passed + ["--seed", str(seed), "--variant", "trl" if side == "recipe" else "tunelab",
@@ -213,12 +209,8 @@ def precision_sft(args, passed: list[str], model_path: str, tokens: int, before:
         row["model_gflops"] = row["tokens_per_s"] * flops_per_token / 1e9
         return {**row, "exact_match_before": before}
 
-    rows, peaks = precision_variants(run, args.seeds or [args.seed], "tokens_per_s", "exact_match")
-    out = args.out or str(Path(__file__).resolve().parent / "results" / "precision-sft.json")
-    path = write_result("precision", rows, out, task="sft", speed_unit="training tokens/s", peaks_gflops=peaks,
-                        train_rows=args.rows, test_rows=args.test_rows, train_tokens=tokens, exact_match_before=before)
-    print(tables.render(json.loads(Path(path).read_text(encoding="utf-8"))))
-    print("results:", path)
+    precision_benchmark(run, args, "tokens_per_s", "exact_match", "training tokens/s", "sft", train_rows=args.rows,
+                        test_rows=args.test_rows, train_tokens=tokens, exact_match_before=before)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_precision_options, forward_flops, matmul_peak_gflops, peak_rss_mb, precision_benchmark, \
-    recipe_bf16, run_child, run_precision, tunelab_precision, write_result  # noqa: E402
+from common import add_precision_options, child_variants, forward_flops, matmul_peak_gflops, peak_rss_mb, \
+    precision_benchmark, recipe_bf16, run_child, run_precision, tunelab_precision, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 HYPER = dict(learning_rate=1e-4, batch_size=32, warmup_ratio=0.1, weight_decay=0.01, max_length=128)
@@ -132,7 +132,8 @@ def main() -> None:
     if args.text_pair_column:
         passed += ["--text-pair-column", args.text_pair_column]
     if args.precisions:
-        precision_benchmark(__file__, passed, "trainer", args, "samples_per_s", "accuracy", "training samples/s",
+        precision_benchmark(child_variants(__file__, passed, "trainer"), args,
+                            "samples_per_s", "accuracy", "training samples/s",
                             "classification", data=args.data, limit=args.limit, epochs=args.epochs)
         return
     passed += ["--seed", str(args.seed)]

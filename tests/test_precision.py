@@ -91,3 +91,46 @@ def test_prediction_follows_the_same_rule(trained_run, monkeypatch):
     got = half.logits(texts)
     assert not torch.equal(torch.as_tensor(got), torch.as_tensor(expected))  # computed in bf16...
     assert torch.allclose(torch.as_tensor(got), torch.as_tensor(expected), atol=0.05)  # ...to bf16's precision
+
+
+def test_predict_evaluate_and_serve_take_precision(trained_run, sentiment_csv, monkeypatch, capsys):
+    """--precision fp32 computes in fp32 on a bf16 device (the same output as a device without bf16), the
+    default follows the device; a bad value is one line."""
+    from fastapi.testclient import TestClient
+
+    import tunelab.predict
+    from conftest import fails, run_cli
+    from tunelab.serve import ServeConfig, create_app
+
+    path = trained_run.run_dir / "best"
+    texts = ["a wonderful and brilliant film", "a dull , boring mess", "fine"]
+    loaded = []  # the precision of each predictor the commands load (evaluate's metrics hide bf16's digits)
+    load = tunelab.predict.load
+
+    def spy(*args, **kwargs):
+        predictor = load(*args, **kwargs)
+        loaded.append(predictor.precision.name)
+        return predictor
+
+    monkeypatch.setattr(tunelab.predict, "load", spy)
+
+    def outputs(precision="auto"):
+        loaded.clear()
+        options = ["--backend", "torch", "--precision", precision]
+        predicted = run_cli(["predict", path, *texts, "-f", "jsonl", *options], capsys)
+        scored = run_cli(["evaluate", path, sentiment_csv, "--json", "--no-progress", *options], capsys)
+        config = ServeConfig(checkpoint=str(path), backend="torch", precision=precision)
+        with TestClient(create_app(config)) as client:
+            served = client.post("/v1/classify", json={"texts": texts}).json()
+        assert predicted[0] == 0 and scored[0] == 0
+        return loaded[:], predicted[1], json.loads(scored[1])["metrics"], served
+
+    plain = outputs()  # conftest: TUNELAB_NATIVE_BF16=0
+    assert plain[0] == ["fp32"] * 3
+    monkeypatch.setenv("TUNELAB_NATIVE_BF16", "1")
+    assert outputs("fp32") == plain
+    half = outputs()
+    assert half[0] == ["bf16"] * 3
+    assert half[1] != plain[1] and half[3] != plain[3]  # bf16 probabilities
+    assert fails(["predict", path, "fine", "--precision", "half"], capsys) == \
+        "error: --precision must be one of auto, fp32, bf16, fp16, got 'half'"

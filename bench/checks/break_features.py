@@ -180,6 +180,15 @@ CASES = {
     "mixed precision unchecked": (
         "precision.py", "        if not torch.cuda.is_available():\n            raise", "        if False:\n            raise",
         ["tests/test_resume.py::test_fp16_refused_where_the_device_cannot"]),
+    "predict's --precision ignored": (
+        "cli/predict.py", "backend=backend, precision=precision,", "backend=backend,",
+        ["tests/test_precision.py::test_predict_evaluate_and_serve_take_precision"]),
+    "evaluate's --precision ignored": (
+        "cli/evaluate.py", "backend=backend, precision=precision,", "backend=backend,",
+        ["tests/test_precision.py::test_predict_evaluate_and_serve_take_precision"]),
+    "serve's --precision ignored": (
+        "serve/app.py", "backend=config.backend, precision=config.precision,", "backend=config.backend,",
+        ["tests/test_precision.py::test_predict_evaluate_and_serve_take_precision"]),
     "start line without the model": (
         "train/loop.py", 'logger.info("training %s (%s) on %d rows: %s", s.model_name,',
         'logger.info("training %s (%s) on %d rows: %s", None,',

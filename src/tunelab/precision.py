@@ -18,6 +18,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LEGACY = {"no": "fp32"}  # --mixed-precision no, as runs before --precision wrote it
 NATIVE_ENV = "TUNELAB_NATIVE_BF16"  # 1 or 0: what to take the device's bf16 support as (tests; odd CPU flags)
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# --precision of predict, evaluate and serve (declared here once; training's is TrainConfig.precision)
+INFERENCE_HELP = ("auto: bf16 autocast where the CPU (AMX, AVX512-BF16) or GPU computes bf16 natively, fp32 "
+                  "elsewhere; fp32 or bf16 force it. The torch backend only (ONNX runs int8).")
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,20 @@ from typing import Optional
 import typer
 
 from tunelab.cli import app, option_parameters
+from tunelab.precision import INFERENCE_HELP
 
 
 def evaluate(checkpoint: str, data: str, max_length: Optional[int], split: str, limit: Optional[int],
-             batch_size: int, backend: str, as_json: bool, plot: Optional[str], progress: bool, **options) -> None:
+             batch_size: int, backend: str, precision: str, as_json: bool, plot: Optional[str], progress: bool,
+             **options) -> None:
     """Metrics, a per-class report and the confusion matrix."""
     from tunelab.evaluation import evaluate_checkpoint, spec_for
     from tunelab.predict import load
     from tunelab.tasks import task_options
 
     decisions = {o.name: options.pop(o.name) for o in task_options("evaluate") if o.stored != "columns"}
-    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length, backend=backend, progress=progress,
-                     **decisions)
+    predictor = load(checkpoint, batch_size=batch_size, max_length=max_length, backend=backend, precision=precision,
+                     progress=progress, **decisions)
     result = evaluate_checkpoint(predictor, spec_for(predictor, data, limit=limit, **options), split)
     picture = plot_confusion(result, checkpoint, data, split, plot)
     if as_json:
@@ -100,6 +102,7 @@ def _parameters() -> list[inspect.Parameter]:
         opt("batch_size", int, 64, "--batch-size", help="Batch size."),
         opt("backend", str, "auto", "--backend",
             help="auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx."),
+        opt("precision", str, "auto", "--precision", help=INFERENCE_HELP),
         opt("as_json", bool, False, "--json", help="Print JSON for machines."),
         opt("plot", Optional[str], None, "--plot",
             help="Write the confusion matrix PNG here (default: RUN/plots/ for a tunelab run)."),

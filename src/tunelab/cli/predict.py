@@ -12,10 +12,11 @@ import typer
 
 from tunelab.cli import app, option_parameters
 from tunelab.errors import TunelabError
+from tunelab.precision import INFERENCE_HELP
 
 
 def predict(checkpoint: str, texts: Optional[List[str]], input_file: Optional[str], output_format: str,
-            batch_size: int, backend: str, progress: bool, **options) -> None:
+            batch_size: int, backend: str, precision: str, progress: bool, **options) -> None:
     """Print each input's prediction: label and probability, tagged entities, an answer, a choice."""
     from tunelab.predict import load
     from tunelab.tasks import task_options
@@ -23,8 +24,8 @@ def predict(checkpoint: str, texts: Optional[List[str]], input_file: Optional[st
     inputs = {o.name: options.pop(o.name) for o in input_options()}
     columns = {o.name for o in task_options("predict") if o.stored == "columns"}
     decisions = {k: options.pop(k) for k in list(options) if k not in columns}
-    predictor = load(checkpoint, batch_size=batch_size, backend=backend, progress=progress and input_file is not None,
-                     **decisions)
+    predictor = load(checkpoint, batch_size=batch_size, backend=backend, precision=precision,
+                     progress=progress and input_file is not None, **decisions)
     task = predictor.task
     if output_format not in task.formats:
         raise TunelabError(f"--format must be one of {', '.join(task.formats)} for a {task.name} checkpoint, got "
@@ -90,6 +91,7 @@ def _parameters() -> list[inspect.Parameter]:
         opt("batch_size", int, 64, "--batch-size", help="Batch size."),
         opt("backend", str, "auto", "--backend", help="auto (ONNX int8 when `tunelab export` wrote it, else torch), "
             "torch, or onnx (exported on first use)."),
+        opt("precision", str, "auto", "--precision", help=INFERENCE_HELP),
         opt("progress", bool, True, "--progress/--no-progress",
             help="With --input: rows done, rows/s and time left on stderr (terminals only)."),
     ]

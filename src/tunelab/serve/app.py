@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from tunelab.errors import TunelabError
 from tunelab.options import option
+from tunelab.precision import INFERENCE_HELP
 from tunelab.serve.batcher import MicroBatcher, QueueFull
 from tunelab.serve.limits import Limits, RequestError
 
@@ -40,6 +41,7 @@ class ServeOptions:
     max_context_chars: int = option(50000, "Characters per long text: a question-answering context (422 above).")
     timeout_s: float = option(30.0, "Seconds before a request gets 504.", flag="--timeout")
     backend: str = option("auto", "auto (ONNX int8 when `tunelab export` wrote it, else torch), torch, or onnx.")
+    precision: str = option("auto", INFERENCE_HELP)
     max_new_tokens_limit: int = option(256, "The most new tokens /v1/generate makes.", cli=False)
 
     def check(self) -> None:
@@ -89,7 +91,8 @@ def create_app(config, predictor=None, generator=None):
     from tunelab.serve.guard import Guard, Metrics
 
     config.check()
-    predictor = predictor or load(config.checkpoint, backend=config.backend, **config.task_values())
+    predictor = predictor or load(config.checkpoint, backend=config.backend, precision=config.precision,
+                                    **config.task_values())
     if generator is None and config.generator:
         from tunelab.generate import load_generator
 
