@@ -6,7 +6,7 @@
 Each task is set up by tunelab itself (`start`, its defaults: batches, optimizer, precision) on a small
 sample of its benchmark data and driven step by step through `optimizer_steps`, the generator `train` drives;
 after --warmup steps, --steps steps run under `torch.profiler` (CPU). Each operator's self time is put in one
-of a few kinds (matmul, attention, optimizer, casts, other) and the largest operators that are not matmuls
+of a few kinds (matmul, attention, dropout, optimizer, casts, other) and the largest operators that are not matmuls
 are listed: the candidates for "the largest cost that is not a matmul of the model". Each task runs in its own
 process.
 """
@@ -32,7 +32,8 @@ TASKS = ("classification", "ner", "multi-label", "causal-lm", "masked-lm")
 # operator name -> kind; matched on the name after "aten::" (first rule that matches wins)
 KINDS = (
     ("matmul", ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mkldnn_", "_weight_int", "onednn")),
-    ("attention", ("scaled_dot_product", "_flash_attention", "softmax", "_softmax")),
+    ("attention", ("scaled_dot_product", "_scaled_dot_product", "_flash_attention", "softmax", "_softmax")),
+    ("dropout", ("bernoulli", "native_dropout", "dropout")),
     ("optimizer", ("_fused_adamw", "_foreach", "adamw", "lerp", "addcdiv", "addcmul")),
     ("casts", ("to", "_to_copy", "copy_", "clone", "contiguous", "empty_like")),
 )

@@ -583,6 +583,34 @@ def test_a_run_counts_the_tokens_it_trained_on(tiny_llama, tmp_path, caplog):
     assert summary["tokens_trained"] == result.tokens_trained and summary["tokens_per_second"] > 0
 
 
+def test_a_bf16_run_checks_packing_in_fp32_and_packs(tiny_llama, tmp_path, monkeypatch):
+    """Whether a model can take packed rows is checked in fp32 whatever the run computes in: bf16's rounding
+    (up to 1% of SmolLM2's logits between batch shapes) failed the check, so bf16 runs fell back to grouped
+    batches."""
+    import yaml
+
+    import tunelab.collate
+    from tunelab.train import TrainConfig, train
+
+    checked, original = [], tunelab.collate.packing_matches
+
+    def spy(model, *args, **kwargs):  # the dtype the check's forward passes compute in
+        hook = model.get_output_embeddings().register_forward_hook(lambda m, i, out: checked.append(out.dtype))
+        try:
+            return original(model, *args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(tunelab.collate, "packing_matches", spy)
+    monkeypatch.setenv("TUNELAB_NATIVE_BF16", "1")
+    data = write_jsonl(tmp_path / "chat.jsonl", chat_rows(30))
+    train(TrainConfig(data=data, task="causal-lm", model=tiny_llama, output=str(tmp_path / "run"), max_steps=2,
+                      batch_size=4, progress=False))
+    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["resolved"]
+    assert (resolved["precision"], resolved["batching"]) == ("bf16", "packed")
+    assert checked == [torch.float32] * 2  # padded and packed, in fp32
+
+
 def test_chat_rows_from_parquet_and_json_strings_read_as_from_jsonl(tmp_path):
     from tunelab.data import DataSpec
     from tunelab.tasks import load_task_data

@@ -172,18 +172,17 @@ class PackingCollator:
 
 
 @torch.inference_mode()
-def packing_matches(model, rows: list[dict], collator: PackingCollator, outputs: Sequence[str] = ("logits",),
-                    autocast=None) -> bool:
+def packing_matches(model, rows: list[dict], collator: PackingCollator, outputs: Sequence[str] = ("logits",)) -> bool:
     """Whether `model` gives rows packed by `collator` the `outputs` (per position) it gives them padded
-    (architectures with relative positions or no 4-D attention mask do not)."""
-    import contextlib
-
+    (architectures with relative positions or no 4-D attention mask do not). Compared in fp32 whatever the run
+    computes in: that is a property of the architecture, and bf16's rounding (a batch of another shape moves
+    SmolLM2's logits by up to 1%) would hide it or refuse a model that packs."""
     lengths = [len(r["input_ids"]) for r in rows]
     padded, packed = Collator(collator.pad_token_id)(rows), collator(rows)
     was_training = model.training
     model.eval()
     try:
-        with autocast or contextlib.nullcontext():
+        with torch.autocast(next(model.parameters()).device.type, enabled=False):
             expected = model(**{k: v for k, v in padded.items() if k in MODEL_INPUTS})
             got = model(**{k: v for k, v in packed.items() if k in MODEL_INPUTS + ("position_ids",)})
     except Exception as exc:  # any refusal of the inputs means the model cannot take packed rows

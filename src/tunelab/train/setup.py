@@ -150,7 +150,7 @@ def build_batches(config, task, data, settings: Settings, tokenizer, model, acce
     val_encoded = task.encode(tokenizer, data.validation, settings, training=False)
     task.prepare(train_encoded, batch_size)
     task.before_training(model, [train_encoded, val_encoded], collator, settings, accelerator)
-    packer = choose_packing(config.batching, task, model, tokenizer, train_encoded, accelerator)
+    packer = choose_packing(config.batching, task, model, tokenizer, train_encoded)
     batching = "packed" if packer else "grouped" if config.batching == "auto" else config.batching
     train_loader = make_loader(train_encoded, batch_size, packer or collator, config.seed,
                                group_by_length=batching == "grouped")
@@ -218,7 +218,7 @@ def block_length(config, task, tokenizer, model, model_name: str) -> int:
     return config.block_size
 
 
-def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator):
+def choose_packing(requested: str, task, model, tokenizer, encoded):
     """The collator that packs training rows, or None for padded batches. Packing needs a task labeled per
     token and a model that gives packed rows the outputs it gives them padded: checked here on a few
     training rows, with positions from 0 and, for RoBERTa-style embeddings, from the padding id + 1."""
@@ -238,7 +238,7 @@ def choose_packing(requested: str, task, model, tokenizer, encoded, accelerator)
     pad = tokenizer.pad_token_id or 0
     for offset in dict.fromkeys((0, pad + 1)):
         packer = PackingCollator(pad, position_offset=offset, causal=task.causal)
-        if packing_matches(model, rows, packer, task.output_names, accelerator.autocast()):
+        if packing_matches(model, rows, packer, task.output_names):
             return packer
     what = f"{type(model).__name__} does not give packed rows the outputs it gives padded ones"
     if requested == "packed":
