@@ -170,13 +170,15 @@ def tunelab_output(*arguments: str) -> tuple[float, str]:
     return time.perf_counter() - started, result.stdout
 
 
-def run_variants(script: str, passed: list[str], variants: tuple[str, ...], speed: str, peak: float) -> list[dict]:
-    """Each variant in its own process (the baseline first); MFU where a row has its model GFLOP/s, and the
-    speed-up (`speed`) over the first."""
+def run_variants(script: str, passed: list[str], variants: tuple[str, ...], speed: str,
+                 peaks: dict[str, float]) -> list[dict]:
+    """Each variant in its own process (the baseline first); MFU where a row has its model GFLOP/s (against the
+    peak of the precision it computed in: `computed`, fp32 unless the row says), and the speed-up (`speed`)
+    over the first."""
     rows = [run_child(script, passed + ["--variant", v]) for v in variants]
     for row in rows:
         if "model_gflops" in row:
-            row["mfu"] = row["model_gflops"] / peak
+            row["mfu"] = row["model_gflops"] / peaks[row.get("computed", "fp32")]
         row["speedup"] = row[speed] / rows[0][speed]
     return rows
 
@@ -241,17 +243,17 @@ def commit_label() -> str:
 
 
 def side_by_side(script: str, args, variants: tuple[str, ...] = ("trainer", "tunelab")) -> tuple[list[dict], float]:
-    """Run the variants (the baseline first), each in its own process; add MFU and the speed-up over the first
-    to each row."""
-    peak = matmul_peak_gflops()
+    """Run the variants (the baseline first), each in its own process; add MFU (against the peak of the precision
+    each computed in) and the speed-up over the first to each row; the rows and the fp32 peak."""
+    peaks = matmul_peaks()
     passed = ["--data", args.data, "--epochs", str(args.epochs), "--seed", str(args.seed)]
     if args.limit:
         passed += ["--limit", str(args.limit)]
     rows = [run_child(script, passed + ["--variant", v]) for v in variants]
     for row in rows:
-        row["mfu"] = row["model_gflops"] / peak
+        row["mfu"] = row["model_gflops"] / peaks[row.get("computed", "fp32")]
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
-    return rows, peak
+    return rows, peaks["fp32"]
 
 
 def machine() -> dict:

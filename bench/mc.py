@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_child_options, ran_as_child, commit_label, matmul_peak_gflops, run_variants, write_result  # noqa: E402
+from common import add_child_options, ran_as_child, commit_label, matmul_peaks, run_variants, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
 RECIPE = dict(learning_rate=5e-5, batch_size=8)
@@ -124,7 +124,8 @@ def run_tunelab(args) -> dict:
                           check=True, capture_output=True, text=True)
     chosen = {r["id"]: json.loads(line)["index"] for r, line in zip(dev_rows, done.stdout.splitlines())}
     rows = config["resolved"]["train_rows"]
-    return {"variant": "tunelab train --data TRAIN (its defaults)", "seed": args.seed, "rows": rows,
+    return {"variant": "tunelab train --data TRAIN (its defaults)", "computed": config["resolved"]["precision"],
+            "seed": args.seed, "rows": rows,
             "epochs": config["epochs"], "train_s": summary["rows_trained"] / summary["samples_per_second"],
             "rows_per_s": summary["samples_per_second"], "reported_rows_per_s": summary["samples_per_second"],
             "wall_s": wall, "accuracy": accuracy(chosen, dev_rows)}
@@ -153,16 +154,17 @@ def main() -> None:
         train = random.Random(0).sample(train, args.limit)
     rows_file = Path(tempfile.mkdtemp()) / "rows.json"
     rows_file.write_text(json.dumps(train))
-    peak = matmul_peak_gflops()
+    peaks = matmul_peaks()
+    peak = peaks["fp32"]
     rows = []
     for seed in args.seeds:
         passed = [args.dataset, "--rows", str(rows_file), "--dev", str(folder / "dev.jsonl"), "--epochs",
                   str(args.epochs), "--seed", str(seed)]
-        rows += run_variants(__file__, passed, ("recipe", "tunelab"), "rows_per_s", peak)
+        rows += run_variants(__file__, passed, ("recipe", "tunelab"), "rows_per_s", peaks)
     print(f"commit {commit_label()}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{len(train)} training rows of {folder} ({dropped} with a repeated choice left out), every dev row scored")
     print_table("mc", rows)
-    print("results:", write_result("mc", rows, args.out, peak_gflops=peak, dataset=args.dataset,
+    print("results:", write_result("mc", rows, args.out, peaks_gflops=peaks, dataset=args.dataset,
                                    dropped_rows=dropped))
 
 

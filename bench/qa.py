@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_child_options, ran_as_child, commit_label, forward_flops, matmul_peak_gflops, peak_rss_mb, run_variants, \
+from common import add_child_options, ran_as_child, commit_label, forward_flops, matmul_peaks, peak_rss_mb, run_variants, \
     tunelab_output, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
@@ -294,7 +294,8 @@ def run_tunelab(args) -> dict:
     train_seconds = summary["rows_trained"] / summary["samples_per_second"]  # evaluations excluded
     model = AutoConfig.from_pretrained(bundled_model_dir())
     flops = tokens_flops(model, summary["tokens_trained"], summary["rows_trained"])
-    return {"variant": "tunelab train --data SAMPLE (its defaults)", "questions": config["resolved"]["train_rows"],
+    return {"variant": "tunelab train --data SAMPLE (its defaults)", "computed": config["resolved"]["precision"],
+            "questions": config["resolved"]["train_rows"],
             "features": summary["rows_trained"] // config["epochs"], "epochs": config["epochs"],
             "train_s": train_seconds, "features_per_s": summary["samples_per_second"],
             "reported_features_per_s": summary["samples_per_second"], "tokens_computed": summary["tokens_trained"],
@@ -360,15 +361,16 @@ def main() -> None:
         print_table("qa-no-answer", rows)
         print("results:", write_result("qa-no-answer", rows, args.out))
         return
-    peak = matmul_peak_gflops()
+    peaks = matmul_peaks()
+    peak = peaks["fp32"]
     sample_path = folder / "sample.json"
     sample_path.write_text(json.dumps(as_squad(sample(args.train, args.rows, args.seed))))
     passed = ["squad", "--dev", args.dev, "--seed", str(args.seed), "--sample", str(sample_path)]
-    rows = run_variants(__file__, passed, ("recipe", "tunelab"), "features_per_s", peak)
+    rows = run_variants(__file__, passed, ("recipe", "tunelab"), "features_per_s", peaks)
     print(f"commit {commit}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{args.rows} questions sampled from {args.train}, scored on every question of {args.dev}")
     print_table("qa", rows)
-    print("results:", write_result("qa", rows, args.out, peak_gflops=peak, questions=args.rows))
+    print("results:", write_result("qa", rows, args.out, peaks_gflops=peaks, questions=args.rows))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_precision_options, commit_label, matmul_peak_gflops, peak_rss_mb, precision_benchmark, \
+from common import add_precision_options, commit_label, matmul_peaks, peak_rss_mb, precision_benchmark, \
     recipe_bf16, run_child, run_precision, tunelab_precision, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
@@ -176,7 +176,8 @@ def main() -> None:
     if args.precisions:
         precision_sft(args, passed, model_path, tokens, base["exact_match"])
         return
-    peak = matmul_peak_gflops()
+    peaks = matmul_peaks()
+    peak = peaks["fp32"]
     rows = [run_child(__file__, passed + ["--variant", v]) for v in ("trl", "tunelab")]
     from transformers import AutoConfig
 
@@ -186,7 +187,7 @@ def main() -> None:
         row["tokens_per_s"] = tokens / row["train_s"]
         row["speedup"] = row["tokens_per_s"] / rows[0]["tokens_per_s"]
         row["exact_match_before"] = base["exact_match"]
-        row["mfu"] = row["tokens_per_s"] * flops_per_token / 1e9 / peak
+        row["mfu"] = row["tokens_per_s"] * flops_per_token / 1e9 / peaks[row.get("computed", "fp32")]
     print(f"\ncommit {commit_label()}; {args.model}; {args.rows} training rows ({tokens:,} tokens over "
           f"{args.epochs} epoch(s)), {args.test_rows} test rows; matmul peak {peak:.0f} GFLOP/s\n")
     print_table("sft", rows)

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import add_precision_options, child_variants, forward_flops, matmul_peak_gflops, peak_rss_mb, \
+from common import add_precision_options, child_variants, forward_flops, matmul_peaks, peak_rss_mb, \
     precision_benchmark, recipe_bf16, run_child, run_precision, tunelab_precision, write_result  # noqa: E402
 from tables import print_table  # noqa: E402
 
@@ -137,10 +137,11 @@ def main() -> None:
                             "classification", data=args.data, limit=args.limit, epochs=args.epochs)
         return
     passed += ["--seed", str(args.seed)]
-    peak = matmul_peak_gflops()
+    peaks = matmul_peaks()
+    peak = peaks["fp32"]
     rows = [run_child(__file__, passed + ["--variant", v]) for v in ("trainer", "tunelab")]
     for row in rows:
-        row["mfu"] = row["model_gflops"] / peak
+        row["mfu"] = row["model_gflops"] / peaks[row.get("computed", "fp32")]
         row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
     print(f"threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, {args.limit} rows x "
           f"{args.epochs} epoch(s) from {args.data}")
