@@ -68,10 +68,14 @@ class Predictor:
         """
         from transformers import AutoConfig
 
+        from tunelab.precision import check_name
         from tunelab.tasks import task_for_config
 
         if backend not in BACKENDS:
             raise TunelabError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+        problem = check_name(kwargs.get("precision", "auto"))  # before the slow load, as the backend
+        if problem:
+            raise TunelabError(problem)
         path = check_checkpoint(path)
         try:
             config = AutoConfig.from_pretrained(path)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from tunelab.errors import TunelabError
 from tunelab.options import option
-from tunelab.precision import INFERENCE_HELP
+from tunelab.precision import INFERENCE_HELP, check_name
 from tunelab.serve.batcher import MicroBatcher, QueueFull
 from tunelab.serve.limits import Limits, RequestError
 
@@ -58,6 +58,7 @@ class ServeOptions:
             problems.append(f"--timeout must be positive, got {self.timeout_s}")
         if not 0 <= self.port <= 65535:
             problems.append(f"--port must be 0-65535, got {self.port}")
+        problems += [p for p in [check_name(self.precision)] if p]
         collect(problems)
 
     def task_values(self) -> dict:
