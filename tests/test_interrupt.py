@@ -161,7 +161,10 @@ def test_predict_and_evaluate_on_a_file_stop_on_a_signal_with_its_code_and_one_l
 
     folder, _, _ = setting
     lines = tmp_path / "many.csv"  # predict reads its text column, evaluate its texts and labels
-    pd.DataFrame(sentiment_rows(20_000, seed=5)).to_csv(lines, index=False)
+    # Enough rows that prediction is still under way at the bar's second draw (0.5 s) on a fast CPU: 20,000
+    # rows took 0.46 s on an AVX-512 machine, so the second draw was the finished bar's and the signal could
+    # land as it closed.
+    pd.DataFrame(sentiment_rows(60_000, seed=5)).to_csv(lines, index=False)
     # stderr on a terminal shows the progress bar: the signal comes once prediction is under way (the bar
     # drawn a second time: its first batches done).
     main, terminal = pty.openpty()
