@@ -90,10 +90,10 @@ def test_runs_says_an_interrupted_run_can_be_resumed_at_its_step(setting, capsys
     assert summarize(interrupted).status == "interrupted by SIGTERM (resumable at step 42)"
 
 
-def sweep_command(folder: Path, model, study: Path, *extra: str) -> list[str]:
-    """A two-point sweep (learning rates 1e-3 and 3e-3) of 120-step trials on the module's data."""
-    shared = folder / "trial.yaml"
-    shared.write_text("max_steps: 120\nbatch_size: 4\nlogging_steps: 1\nthreads: 1\n")
+def sweep_command(folder: Path, model, study: Path, *extra: str, steps: int = 120) -> list[str]:
+    """A two-point sweep (learning rates 1e-3 and 3e-3) of `steps`-step trials on the module's data."""
+    shared = folder / f"trial-{steps}.yaml"
+    shared.write_text(f"max_steps: {steps}\nbatch_size: 4\nlogging_steps: 1\nthreads: 1\n")
     return [TUNELAB, "sweep", "--study", str(study), "--config", str(shared), "--data", str(folder / "data.csv"),
             "--model", str(model), "--epochs", "1", "--learning-rates", "1e-3,3e-3", "--warmup-steps", "0",
             "--weight-decays", "0", "--no-progress", *extra]
@@ -193,7 +193,9 @@ def test_a_ray_sweep_stopped_by_a_signal_marks_its_running_trial_stopped_and_res
     pytest.importorskip("ray")
     folder, model, _ = setting
     study = folder / "ray-study"
-    command = sweep_command(folder, model, study, "--backend", "ray", "--parallel", "1")
+    # Long trials: the stop travels through Ray to the trial's actor, and on a fast CPU a tiny model runs
+    # a hundred steps before it lands (113 of 120 were seen in CI)
+    command = sweep_command(folder, model, study, "--backend", "ray", "--parallel", "1", steps=1000)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # SIGTERM to the sweep alone, as `kill PID` sends it
     first = (study / "trials" / "trial-000").resolve()
@@ -204,7 +206,7 @@ def test_a_ray_sweep_stopped_by_a_signal_marks_its_running_trial_stopped_and_res
     assert err.strip().splitlines()[-1] == (f"sweep stopped by SIGTERM: the training state of trial 0 ({first}) is "
                                             "saved; run the same tunelab sweep command again to resume it")
     summary = json.loads((first / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and 10 <= summary["steps"] < 100  # stopped after a step, saved
+    assert summary["status"] == "interrupted" and 10 <= summary["steps"] < 1000  # stopped after a step, saved
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"INFO: trial 1 resumes trial 0 (stopped) in {first}\n" in done.stderr
