@@ -294,5 +294,7 @@ def write_result(name: str, rows: list[dict], out: str | None = None, **extra) -
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": name, "command": command_line(), "commit": commit_label(), "machine": machine(),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **extra, "rows": rows}
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    partial = path.with_name(f".{path.name}.partial")  # whole or not at all: a run may be stopped mid-write
+    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
     return str(path)

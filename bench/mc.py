@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from common import add_child_options, ran_as_child, commit_label, matmul_peaks, 
 from tables import print_table  # noqa: E402
 
 RECIPE = dict(learning_rate=5e-5, batch_size=8)
+TUNELAB_EPOCHS = 3  # tunelab's default, which the recipe runs too unless --epochs sets both
 DATA = {"hellaswag": ("context", None, "endings"), "dream": ("dialogue", "question", "choices")}
 
 
@@ -84,9 +86,10 @@ def run_recipe(args) -> dict:
     train = datasets.Dataset.from_list(train_rows)
     train_features = train.map(preprocess_function, batched=True, remove_columns=[c for c in train.column_names
                                                                                   if c != "label"])
+    epochs = args.epochs or TUNELAB_EPOCHS
     training_args = TrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=RECIPE["batch_size"], per_device_eval_batch_size=16,
-        learning_rate=RECIPE["learning_rate"], num_train_epochs=args.epochs, seed=args.seed, eval_strategy="no",
+        learning_rate=RECIPE["learning_rate"], num_train_epochs=epochs, seed=args.seed, eval_strategy="no",
         save_strategy="no", report_to="none", logging_steps=50, use_cpu=True, disable_tqdm=True)
     trainer = Trainer(model=model, args=training_args, train_dataset=train_features,
                       data_collator=DataCollatorForMultipleChoice(tokenizer), processing_class=tokenizer)
@@ -98,8 +101,8 @@ def run_recipe(args) -> dict:
                                                                               if c != "label"])
     logits = trainer.predict(dev_features).predictions
     chosen = {r["id"]: int(np.argmax(row)) for r, row in zip(dev_rows, logits)}
-    return {"variant": "Trainer + run_swag.py", "seed": args.seed, "rows": len(train_rows), "epochs": args.epochs,
-            "train_s": seconds, "rows_per_s": len(train_rows) * args.epochs / seconds,
+    return {"variant": "Trainer + run_swag.py", "computed": "fp32", "seed": args.seed, "rows": len(train_rows),
+            "epochs": epochs, "train_s": seconds, "rows_per_s": len(train_rows) * epochs / seconds,
             "reported_rows_per_s": output.metrics.get("train_samples_per_second"),
             "accuracy": accuracy(chosen, dev_rows)}
 
@@ -112,23 +115,31 @@ def run_tunelab(args) -> dict:
     data.write_text("".join(json.dumps(r) + "\n" for r in json.loads(Path(args.rows).read_text())))
     command = [sys.executable, "-m", "tunelab.cli"]
     started = time.perf_counter()
+    epochs = ["--epochs", str(args.epochs)] if args.epochs else []  # the recipe's, where told; else tunelab's own
     subprocess.run(command + ["train", "--data", str(data), "--output", str(run), "--seed", str(args.seed),
-                              "--no-progress"], check=True, capture_output=True)
+                              "--no-progress", *epochs, *args.tunelab_options], check=True, capture_output=True)
     wall = time.perf_counter() - started
     summary = json.loads((run / "summary.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     dev_rows = read(args.dev, args.dataset)
     dev = Path(tempfile.mkdtemp()) / "dev.jsonl"
     dev.write_text("".join(json.dumps(r) + "\n" for r in dev_rows))
-    done = subprocess.run(command + ["predict", str(run / "best"), "--input", str(dev), "-f", "jsonl", "--no-progress"],
-                          check=True, capture_output=True, text=True)
-    chosen = {r["id"]: json.loads(line)["index"] for r, line in zip(dev_rows, done.stdout.splitlines())}
+    scored = {name: accuracy(predicted_choices(command, run / name, dev, dev_rows), dev_rows)
+              for name in ("best", "last")}
     rows = config["resolved"]["train_rows"]
-    return {"variant": "tunelab train --data TRAIN (its defaults)", "computed": config["resolved"]["precision"],
-            "seed": args.seed, "rows": rows,
+    options = " ".join(args.tunelab_options)
+    return {"variant": f"tunelab train --data TRAIN {options or '(its defaults)'}",
+            "computed": config["resolved"]["precision"], "seed": args.seed, "rows": rows,
             "epochs": config["epochs"], "train_s": summary["rows_trained"] / summary["samples_per_second"],
             "rows_per_s": summary["samples_per_second"], "reported_rows_per_s": summary["samples_per_second"],
-            "wall_s": wall, "accuracy": accuracy(chosen, dev_rows)}
+            "wall_s": wall, "accuracy": scored["best"], "accuracy_last": scored["last"]}
+
+
+def predicted_choices(command: list[str], checkpoint: Path, dev: Path, dev_rows: list[dict]) -> dict[str, int]:
+    """`tunelab predict CHECKPOINT --input dev.jsonl`: each dev row's chosen index."""
+    done = subprocess.run(command + ["predict", str(checkpoint), "--input", str(dev), "-f", "jsonl", "--no-progress"],
+                          check=True, capture_output=True, text=True)
+    return {r["id"]: json.loads(line)["index"] for r, line in zip(dev_rows, done.stdout.splitlines())}
 
 
 def main() -> None:
@@ -136,8 +147,14 @@ def main() -> None:
     parser.add_argument("dataset", choices=sorted(DATA))
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--limit", type=int, default=None, help="training rows: a seeded sample, the same on both sides")
-    parser.add_argument("--epochs", type=int, default=3, help="the recipe's epochs (tunelab's default is 3)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="both sides' epochs (default: tunelab's default, 3, which the recipe then runs too)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--sides", nargs="+", choices=("recipe", "tunelab"), default=["recipe", "tunelab"],
+                        help="which sides run (tunelab alone: to compare candidate options over seeds)")
+    parser.add_argument("--tunelab-options", type=shlex.split, default=[],
+                        help="options given to `tunelab train`, as one string (candidate defaults): "
+                             "--tunelab-options='--learning-rate 5e-5'")
     parser.add_argument("--seed", type=int, default=42, help="(set by the parent)")
     parser.add_argument("--rows", help="(set by the parent: the training rows as JSON)")
     parser.add_argument("--dev", help="(set by the parent)")
@@ -157,15 +174,18 @@ def main() -> None:
     peaks = matmul_peaks()
     peak = peaks["fp32"]
     rows = []
-    for seed in args.seeds:
-        passed = [args.dataset, "--rows", str(rows_file), "--dev", str(folder / "dev.jsonl"), "--epochs",
-                  str(args.epochs), "--seed", str(seed)]
-        rows += run_variants(__file__, passed, ("recipe", "tunelab"), "rows_per_s", peaks)
+    for number, seed in enumerate(args.seeds, 1):
+        passed = [args.dataset, "--rows", str(rows_file), "--dev", str(folder / "dev.jsonl"), "--seed", str(seed)]
+        passed += ["--epochs", str(args.epochs)] if args.epochs else []
+        passed += [f"--tunelab-options={shlex.join(args.tunelab_options)}"] if args.tunelab_options else []
+        rows += run_variants(__file__, passed, tuple(args.sides), "rows_per_s", peaks)
+        # after every seed: a run stopped later (an hour a seed on long data) keeps the seeds it finished
+        written = write_result("mc", rows, args.out, peaks_gflops=peaks, dataset=args.dataset, dropped_rows=dropped,
+                               seeds_finished=args.seeds[:number], seeds_planned=args.seeds)
     print(f"commit {commit_label()}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s, "
           f"{len(train)} training rows of {folder} ({dropped} with a repeated choice left out), every dev row scored")
     print_table("mc", rows)
-    print("results:", write_result("mc", rows, args.out, peaks_gflops=peaks, dataset=args.dataset,
-                                   dropped_rows=dropped))
+    print("results:", written)
 
 
 if __name__ == "__main__":

@@ -51,9 +51,13 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                      ("unanswerable_trained", "of them unanswerable", "d"), ("scored", "scored", "d"),
                      ("f1", "F1", ".2f"), ("exact_match", "EM", ".2f"), ("has_answer_f1", "HasAns F1", ".2f"),
                      ("no_answer_f1", "NoAns F1", ".2f")],
-    "mc": [("variant", "variant", ""), ("seed", "seed", ""), ("rows", "training rows", "d"), ("epochs", "epochs", "d"),
-           ("rows_per_s", "rows/s", ".1f"), ("speedup", "vs recipe", ".2f"), ("accuracy", "dev accuracy", ".4f"),
+    "mc": [("variant", "variant", ""), ("seed", "seed", ""), ("computed", "computes in", ""),
+           ("rows", "training rows", "d"), ("epochs", "epochs", "d"), ("rows_per_s", "rows/s", ".1f"),
+           ("speedup", "vs recipe", ".2f"), ("accuracy", "dev accuracy", ".4f"), ("accuracy_last", "tunelab last/", ".4f"),
            ("train_s", "train s", ".0f")],
+    "mc-means": [("variant", "variant", ""), ("seeds", "seeds", "d"), ("rows_per_s", "rows/s (mean)", ".1f"),
+                 ("speedup", "vs recipe (mean)", ".2f"), ("metric", "dev accuracy (mean)", ".4f"),
+                 ("metric_sd", "seed-to-seed SD", ".4f"), ("metric_range", "min - max", "")],
     # four precision variants per seed (issue 31): speed in the task's unit (the file's `speed_unit`), quality
     # in its metric, MFU against the matmul peak of the precision the row computed in
     "precision": [("setting", "variant", ""), ("seed", "seed", ""), ("computed", "computes in", ""),
@@ -127,10 +131,19 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
+# What a row that does not say it means: a row computes in fp32 unless it says (as common.run_variants reads it)
+UNSAID = {"computed": "fp32"}
+# Benchmarks run over several seeds: the key naming a row's variant, the figures averaged per variant, the metric
+# whose seed-to-seed spread is shown.
+SPREAD = {"precision": ("setting", ("speed", "vs_fp32_recipe", "vs_bf16_recipe"), "metric"),
+          "mc": ("variant", ("rows_per_s", "speedup"), "accuracy")}
+
+
 def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A Markdown table of `rows`; numbers formatted per column, missing values blank."""
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
+        row = {**UNSAID, **row}
         cells = [format(row[k], f) if isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool)
                  else "" if row.get(k) is None else str(row[k]) for k, _, f in columns]
         lines.append("| " + " | ".join(cells) + " |")
@@ -158,23 +171,25 @@ def render(record: dict) -> str:
         peaks = record.get("peaks_gflops") or {}
         body += (f"\nspeed: {record.get('speed_unit', '?')}; matmul peaks: "
                  + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
-        means = precision_means(record["rows"])
+    spread = SPREAD.get(record["benchmark"])
+    if spread:
+        means = variant_means(record["rows"], *spread)
         if any(m["seeds"] > 1 for m in means):
-            body += f"\n{table(means, COLUMNS['precision-means'])}\n"
+            body += f"\n{table(means, COLUMNS[record['benchmark'] + '-means'])}\n"
     return body
 
 
-def precision_means(rows: list[dict]) -> list[dict]:
-    """Each variant of a precision benchmark over its seeds: mean speed and speed-ups, the metric's mean, sample
+def variant_means(rows: list[dict], variant: str, averaged: tuple[str, ...], metric: str) -> list[dict]:
+    """Each variant of a benchmark over its seeds: the mean of each `averaged` figure, the `metric`'s mean, sample
     standard deviation and range."""
     import statistics
 
     means = []
-    for setting in dict.fromkeys(r["setting"] for r in rows):
-        runs = [r for r in rows if r["setting"] == setting]
-        values = [r["metric"] for r in runs if r.get("metric") is not None]
-        means.append({"setting": setting, "seeds": len(runs), "metric_name": runs[0].get("metric_name"),
-                      **{k: statistics.fmean(r[k] for r in runs) for k in ("speed", "vs_fp32_recipe", "vs_bf16_recipe")},
+    for name in dict.fromkeys(r[variant] for r in rows):
+        runs = [r for r in rows if r[variant] == name]
+        values = [r[metric] for r in runs if r.get(metric) is not None]
+        means.append({variant: name, "seeds": len(runs), "metric_name": runs[0].get("metric_name"),
+                      **{k: statistics.fmean(r[k] for r in runs) for k in averaged},
                       "metric": statistics.fmean(values) if values else None,
                       "metric_sd": statistics.stdev(values) if len(values) > 1 else None,
                       "metric_range": f"{min(values):.4f} - {max(values):.4f}" if values else ""})
