@@ -427,6 +427,10 @@ def finish(run: Run, elapsed: float, eval_seconds: float) -> TrainResult:
         final = {**summary, **{f"best_{k}": v for k, v in result.best_metrics.items()}}
         tracking.finish(accelerator, {f"final/{k}": v for k, v in final.items()}, state.step,
                         sorted((run_dir / "plots").glob("*.png")))
+    # The processes leave the group together: a process that tore it down while the main one was still writing
+    # last/ was seen to abort once in gloo's teardown ("terminate called without an active exception", a
+    # two-process run on a loaded machine)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
 
