@@ -132,7 +132,9 @@ def run_tunelab(args) -> dict:
             "computed": config["resolved"]["precision"], "seed": args.seed, "rows": rows,
             "epochs": config["epochs"], "train_s": summary["rows_trained"] / summary["samples_per_second"],
             "rows_per_s": summary["samples_per_second"], "reported_rows_per_s": summary["samples_per_second"],
-            "wall_s": wall, "accuracy": scored["best"], "accuracy_last": scored["last"]}
+            "wall_s": wall, "accuracy": scored["best"], "accuracy_last": scored["last"],
+            "best_step": summary["best_step"], "steps": summary["steps"], "validation_rows": config["resolved"].get(
+                "validation_rows"), "validation_accuracy": summary["best_metrics"].get("accuracy")}
 
 
 def predicted_choices(command: list[str], checkpoint: Path, dev: Path, dev_rows: list[dict]) -> dict[str, int]:
