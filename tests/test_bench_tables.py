@@ -121,3 +121,17 @@ def test_a_result_names_the_commit_the_benchmark_started_at(tmp_path, monkeypatc
     out = common.write_result("imbalance", [], str(tmp_path / "result.json"))
     assert json.loads(Path(out).read_text())["commit"] == first
     sys.modules.pop("common", None)
+
+
+def test_a_seeded_multiple_choice_result_shows_each_variant_s_mean_and_spread(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import tables
+
+    rows = [{"variant": "recipe", "seed": s, "rows_per_s": 4.0, "speedup": 1.0, "accuracy": a}
+            for s, a in ((1, 0.30), (2, 0.40))]
+    rows += [{"variant": "tunelab", "seed": s, "computed": "bf16", "rows_per_s": v, "speedup": v / 4.0, "accuracy": a}
+             for s, v, a in ((1, 12.0, 0.35), (2, 8.0, 0.37))]
+    block = tables.render({"benchmark": "mc", "rows": rows})
+    assert "| recipe | 1 | fp32 |" in block and "| tunelab | 1 | bf16 |" in block  # unsaid: fp32
+    assert "| recipe | 2 | 4.0 | 1.00 | 0.3500 | 0.0707 | 0.3000 - 0.4000 |" in block
+    assert "| tunelab | 2 | 10.0 | 2.50 | 0.3600 | 0.0141 | 0.3500 - 0.3700 |" in block
